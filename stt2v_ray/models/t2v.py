@@ -1,0 +1,194 @@
+"""Text-to-video base family (Modelscope-style StreamingT2V): chunk 0 from the base UNet, later
+chunks from the streaming UNet (CAM on the previous chunk's last frames, APM on the anchor frame).
+
+Sampler: DDIM for every chunk (the original streams with DDIM; its chunk 0 used
+DPMSolverMultistep) with scaled_linear betas (0.00085 -> 0.012), "leading" spacing with
+steps_offset 1 and epsilon prediction, as Modelscope's scheduler config.
+Plain 2-way CFG as in the original code (the unconditional half: negative prompt + zero-image
+tokens); both halves run in ONE forward pass, and the VAE decodes one frame at a time, so a
+chunk's frames do not depend on which executor or shard computes it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers import AutoencoderKL, UNet3DConditionModel
+from torch import Tensor
+from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from stt2v_ray.config import BaseModelSettings
+from stt2v_ray.models.apm import APM
+from stt2v_ray.models.cam import CAM
+from stt2v_ray.models.job import GenerationJob
+from stt2v_ray.models.streaming_unet3d import StreamingUNet3D
+from stt2v_ray.models.text import build_tiny_text_encoder, build_tiny_tokenizer, encode_text
+from stt2v_ray.plan import samplers, seeds
+
+NUM_TRAIN_TIMESTEPS = 1000
+STEPS_OFFSET = 1
+
+
+@dataclass
+class T2VState:
+    """Per-video conditioning, computed once by `prepare`."""
+
+    seed: int
+    text: Tensor  # (2, n_text, D): [negative prompt, prompt]
+
+
+class T2VGenerator:
+    """`ChunkGenerator` of the text-to-video family (see docs/architecture.md)."""
+
+    def __init__(
+        self,
+        tokenizer: CLIPTokenizer,
+        text_encoder: CLIPTextModel,
+        vae: AutoencoderKL,
+        model: StreamingUNet3D,
+        settings: BaseModelSettings,
+        device: str | torch.device = "cpu",
+    ):
+        self.tokenizer, self.text_encoder, self.vae, self.model = tokenizer, text_encoder, vae, model
+        self.settings = settings
+        self.device = torch.device(device)
+        self.chunk_frames, self.cond_frames = settings.chunk_frames, settings.cond_frames
+        self.height, self.width = settings.height, settings.width
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        if self.height % self.vae_scale_factor or self.width % self.vae_scale_factor:
+            raise ValueError(
+                f"T2VGenerator: height x width {self.height}x{self.width} must be divisible by the VAE factor {self.vae_scale_factor}"
+            )
+        self.alphas_cumprod = samplers.alphas_cumprod(NUM_TRAIN_TIMESTEPS, "scaled_linear", 0.00085, 0.012)
+        self.timesteps = samplers.ddim_timesteps(settings.steps, NUM_TRAIN_TIMESTEPS, "leading", STEPS_OFFSET)
+
+    @torch.no_grad()
+    def prepare(self, job: GenerationJob) -> T2VState:
+        text = encode_text(self.tokenizer, self.text_encoder, [job.negative_prompt, job.prompt])
+        return T2VState(seed=job.seed, text=text.to(self.device))
+
+    def _check(self, index: int, cond: Tensor | None, anchor: Tensor | None) -> None:
+        if index < 0:
+            raise ValueError(f"generate_chunk: index must be >= 0, got {index}")
+        if index == 0:
+            if cond is not None or anchor is not None:
+                raise ValueError("generate_chunk: chunk 0 takes no cond frames and no anchor (pass None)")
+            return
+        want_cond = (self.cond_frames, 3, self.height, self.width)
+        if cond is None or tuple(cond.shape) != want_cond:
+            got = None if cond is None else tuple(cond.shape)
+            raise ValueError(f"generate_chunk: chunk {index} needs cond frames of shape {want_cond}, got {got}")
+        if anchor is None or tuple(anchor.shape) != want_cond[1:]:
+            got = None if anchor is None else tuple(anchor.shape)
+            raise ValueError(f"generate_chunk: chunk {index} needs an anchor frame of shape {want_cond[1:]}, got {got}")
+
+    @torch.no_grad()
+    def generate_chunk(self, state: T2VState, index: int, cond: Tensor | None, anchor: Tensor | None) -> Tensor:
+        """-> (F, 3, H, W) float32 CPU in [-1, 1]; for index > 0 the first F_cond frames regenerate cond."""
+        # 1. Check inputs
+        self._check(index, cond, anchor)
+        s, dev = self.settings, self.device
+        latent_shape = (self.chunk_frames, self.model.unet.config.in_channels,
+                        self.height // self.vae_scale_factor, self.width // self.vae_scale_factor)
+
+        # 2. Conditioning of the streaming chunks: CAM frames for both CFG halves, APM tokens
+        #    of [zero image, anchor] (unconditional half first, as the text)
+        cond_frames = image_tokens = None
+        if index > 0:
+            cond_frames = cond.to(dev, torch.float32)[None].expand(2, -1, -1, -1, -1)  # (2, Fc, 3, H, W)
+            anchor = anchor.to(dev, torch.float32)
+            image_tokens = self.model.apm(torch.stack([torch.zeros_like(anchor), anchor]))  # (2, n_img, D)
+
+        # 3. Initial noise, keyed by chunk
+        x = seeds.randn(latent_shape, state.seed, "t2v-init", index).to(dev)  # (F, c, h, w)
+
+        # 4. Denoising loop: one forward per step, CFG halves batched
+        for step, t in enumerate(self.timesteps):
+            sample = x.permute(1, 0, 2, 3)[None].expand(2, -1, -1, -1, -1)  # (2, c, F, h, w)
+            timestep = torch.tensor(t, device=dev)
+            if index == 0:
+                out = self.model.unet(sample, timestep, encoder_hidden_states=state.text).sample
+            else:
+                out = self.model(sample, timestep, state.text, cond_frames, image_tokens)
+            out = out.permute(0, 2, 1, 3, 4)  # (2, F, c, h, w)
+            eps = out[0] + s.guidance_scale * (out[1] - out[0])
+            a_t = samplers.alpha_bar_at(self.alphas_cumprod, t)
+            a_prev = samplers.alpha_bar_at(self.alphas_cumprod, samplers.prev_timestep(t, s.steps, NUM_TRAIN_TIMESTEPS))
+            x0, eps = samplers.to_x0_eps(x, eps, a_t, "epsilon")
+            noise = None
+            if samplers.ddim_sigma(a_t, a_prev, s.eta) > 0.0:
+                noise = seeds.randn(latent_shape, state.seed, "t2v-step", index, step).to(dev)
+            x = samplers.ddim_step(x0, eps, a_t, a_prev, s.eta, noise)
+
+        # 5. Decode one frame at a time
+        scale = self.vae.config.scaling_factor
+        frames = [self.vae.decode(x[i : i + 1] / scale).sample for i in range(x.shape[0])]
+        return torch.cat(frames).clamp(-1.0, 1.0).float().cpu()
+
+
+# ---------------------------------------------------------------- tiny preset
+
+
+def build_tiny_streaming_unet3d(seed: int = 0, num_text_tokens: int = 32, vae_scale_factor: int = 4) -> StreamingUNet3D:
+    """Toy UNet3DConditionModel + CAM + APM with the modules' own init: CAM and APM are exact no-ops."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet3DConditionModel(
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+            up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            cross_attention_dim=32,
+            attention_head_dim=8,
+        )
+        cam = CAM(unet, vae_scale_factor=vae_scale_factor, frame_channels=(8, 16, 32), head_dim=16)
+        vision = CLIPVisionModelWithProjection(
+            CLIPVisionConfig(
+                image_size=32, patch_size=8, hidden_size=32, intermediate_size=64,
+                num_hidden_layers=2, num_attention_heads=4, projection_dim=32,
+            )
+        )
+        apm = APM(vision, cross_attention_dim=32, num_tokens=4)
+        apm.install(unet, num_text_tokens)  # after the CAM copy: its attentions keep the default processor
+    return StreamingUNet3D(unet, cam, apm).eval()
+
+
+def wake_zero_init(model: StreamingUNet3D, seed: int = 0, std: float = 0.1, alpha: float = 1.0) -> None:
+    """Give the zero-initialised CAM/APM outputs small seeded random values (alpha for the APM gates).
+
+    Untrained toy weights only: a zero-init CAM/APM is a no-op, so without this the streaming
+    path of the tiny preset would compute nothing the base model does not.
+    """
+    gen = seeds.generator(seed, "t2v-wake-zero-init")
+    with torch.no_grad():
+        layers = [model.cam.frame_encoder.conv_out, model.cam.mid_injector.proj_out]
+        layers += [injector.proj_out for injector in model.cam.skip_injectors]
+        for layer in layers:
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * std)
+        for processor in APM.processors(model.unet).values():
+            processor.alpha.fill_(alpha)
+
+
+def build_tiny_t2v(settings: BaseModelSettings, device: str | torch.device = "cpu", seed: int = 0) -> T2VGenerator:
+    """Seeded toy text-to-video family (real diffusers/transformers classes), CAM/APM woken up."""
+    with torch.random.fork_rng(devices=[]):
+        tokenizer = build_tiny_tokenizer(max_length=32)
+        text_encoder = build_tiny_text_encoder(tokenizer, hidden=32, seed=seed)
+        torch.manual_seed(seed)
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 3,
+            up_block_types=("UpDecoderBlock2D",) * 3,
+            block_out_channels=(16, 32, 32),
+            layers_per_block=1,
+            latent_channels=4,
+            norm_num_groups=8,
+        ).eval()
+    model = build_tiny_streaming_unet3d(seed, num_text_tokens=tokenizer.model_max_length, vae_scale_factor=4)
+    wake_zero_init(model, seed)
+    return T2VGenerator(
+        tokenizer, text_encoder.to(device), vae.to(device), model.to(device), settings, device
+    )

@@ -1,0 +1,1 @@
+"""Stages of the StreamingT2V pipeline and the in-process (reference) executor. No Ray here."""

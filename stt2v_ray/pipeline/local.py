@@ -1,0 +1,69 @@
+"""The in-process executor: renders videos one after another with the reference pipeline."""
+from __future__ import annotations
+
+import traceback
+from typing import Iterable, Iterator
+
+from stt2v_ray.config import RunSettings
+from stt2v_ray.pipeline.components import Components, family_of
+from stt2v_ray.pipeline.video import StageClock, progress_totals, render_video
+from stt2v_ray.storage import join_uri
+
+
+def video_uri(output_uri: str, video_id: str) -> str:
+    return join_uri(output_uri, "videos", f"{video_id}.mp4")
+
+
+def base_row(request, output_uri: str) -> dict:
+    return {"id": request.id, "status": "failed", "video_uri": None, "num_frames": None, "fps": None,
+            "width": None, "height": None, "seed": request.seed, "frames_sha256": None, "error": None}
+
+
+def stage_seconds(seconds: dict[str, float]) -> dict[str, float]:
+    row = {f"{s}_seconds": round(seconds.get(s, 0.0), 4) for s in ("base", "enhance", "interpolate", "encode")}
+    return row
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, settings: RunSettings):
+        self.settings = settings
+        self.components = Components(settings)
+
+    def run(self, requests: Iterable, output_uri: str, storage_options: dict | None, timeline, progress
+            ) -> Iterator[tuple[dict, dict]]:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.settings.cpu_threads)  # CPU results depend on it: same as every executor
+        try:
+            for request, extra in requests:
+                yield self.render_one(request, output_uri, storage_options, timeline, progress), extra
+        finally:
+            torch.set_num_threads(threads)
+
+    def render_one(self, request, output_uri, storage_options, timeline, progress) -> dict:
+        import time
+
+        row = base_row(request, output_uri)
+        totals = progress_totals(request, self.settings, self.components)
+        vp = progress.video(request.id, f"{family_of(request)}, {request.num_frames} frames, seed {request.seed}", totals)
+        clock = StageClock(request.id, "local", timeline, vp.unit)
+        start = time.time()
+        try:
+            uri = video_uri(output_uri, request.id)
+            row.update(render_video(request, self.settings, self.components, uri, clock, storage_options))
+            row.update(status="ok", video_uri=uri)
+            vp.finish("ok", uri)
+        except Exception as exc:  # one failed video never stops the batch
+            row["error"] = f"{type(exc).__name__}: {exc}"
+            vp.finish("FAILED", row["error"])
+            if progress and not progress.quiet:
+                traceback.print_exc()
+        row.update(stage_seconds(clock.seconds))
+        row["total_seconds"] = round(time.time() - start, 4)
+        return row
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,241 @@
+"""Stage workers: small stateful classes, one per stage, that know nothing of Ray.
+
+A Ray actor (stt2v_ray/runtime/actors.py) is a thin wrapper around one of these; tests
+drive them directly in process. Each worker loads its models once and keeps per-video
+state keyed by video id, so interpolation and writing actors can serve several videos.
+Every unit of work is recorded (video, stage, worker, unit, start, end) and handed to the
+driver with `drain(video_id)`.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Iterator
+
+import torch
+
+from stt2v_ray.config import RunSettings
+from stt2v_ray.pipeline.base import stream_base_chunks
+from stt2v_ray.pipeline.components import Components
+from stt2v_ray.pipeline.enhance import enhance_stream
+from stt2v_ray.pipeline.shard import SegmentEnhancer
+from stt2v_ray.pipeline.video import StageClock, enhance_recipe, frame_budget, make_job
+from stt2v_ray.video.encode import Mp4Writer
+from stt2v_ray.video.frames import to_uint8
+from stt2v_ray.video.interpolate import StreamingInterpolator
+
+
+class Recorder:
+    """Timeline rows of one worker, drained per video by the driver."""
+
+    def __init__(self):
+        self._rows: list[tuple] = []
+        self._lock = threading.Lock()
+
+    def record(self, video_id, stage, worker, unit, start, end) -> None:
+        with self._lock:
+            self._rows.append((video_id, stage, worker, unit, start, end))
+
+    def drain(self, video_id: str) -> list[tuple]:
+        with self._lock:
+            mine = [r for r in self._rows if r[0] == video_id]
+            self._rows = [r for r in self._rows if r[0] != video_id]
+        return mine
+
+
+class Worker:
+    def __init__(self, settings: RunSettings, name: str, storage_options: dict | None = None):
+        self.settings, self.name = settings, name
+        self.storage_options = storage_options
+        self.recorder = Recorder()
+
+    def clock(self, video_id: str) -> StageClock:
+        return StageClock(video_id, self.name, self.recorder)
+
+    def drain(self, video_id: str) -> list[tuple]:
+        return self.recorder.drain(video_id)
+
+    def ready(self) -> str:
+        return self.name
+
+    def discard(self, video_id: str) -> None:
+        """Forget a video's state after a failure (no-op for stateless workers)."""
+
+
+class BaseWorker(Worker):
+    """First chunk and streaming chunks of one video at a time."""
+
+    def __init__(self, settings: RunSettings, name: str, storage_options: dict | None = None):
+        super().__init__(settings, name, storage_options)
+        self.components = Components(settings)
+
+    def base_size(self, request) -> tuple[int, int]:
+        family = "i2v" if request.image else "t2v"
+        gen = self.components.generator(family)
+        return gen.height, gen.width
+
+    def chunks(self, request) -> Iterator[torch.Tensor]:
+        family = "i2v" if request.image else "t2v"
+        clock = self.clock(request.id)
+        generator = self.components.generator(family)
+        with clock("base", "prepare"):
+            job = make_job(request, self.storage_options)
+        budget = frame_budget(request.num_frames, self.settings)
+        anchor = getattr(self.settings, family).anchor_frame
+        yield from stream_base_chunks(generator, job, budget.generated_frames, anchor, clock)
+
+
+class _Inbox:
+    """Frames fed by the driver, consumed by the enhancer's stream: bounded (backpressure)."""
+
+    def __init__(self, maxsize: int):
+        self.q: queue.Queue = queue.Queue(maxsize=maxsize)
+
+    def __iter__(self):
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            yield item
+
+
+class EnhanceWorker(Worker):
+    """Enhances a whole video (wavefront, streaming) or one segment of it (a shard of a gang)."""
+
+    def __init__(self, settings: RunSettings, name: str, storage_options: dict | None = None):
+        super().__init__(settings, name, storage_options)
+        self.components = Components(settings)
+        self._inbox: dict[str, _Inbox] = {}
+        self._segments: dict[str, SegmentEnhancer] = {}
+
+    def _setup(self, request, base_hw):
+        enhancer = self.components.enhancer(*base_hw)
+        clock = self.clock(request.id)
+        with clock("enhance", "prepare"):
+            job = make_job(request, self.storage_options) if request.image else make_job(request)
+            state = enhancer.prepare(job)
+        budget = frame_budget(request.num_frames, self.settings)
+        return enhancer, state, enhance_recipe(budget.enhance, request.seed, enhancer, self.settings), budget, clock
+
+    def output_size(self, base_hw) -> tuple[int, int]:
+        e = self.components.enhancer(*base_hw)
+        return e.height, e.width
+
+    # -- whole video, streaming (one shard): feed() and stream() run concurrently
+    def open_stream(self, request, base_hw, max_pieces: int = 4) -> None:
+        self._inbox[request.id] = _Inbox(max_pieces)
+        self._stream_args = getattr(self, "_stream_args", {})
+        self._stream_args[request.id] = (request, base_hw)
+
+    def feed(self, video_id: str, frames: torch.Tensor | None) -> None:
+        """Blocks while the inbox is full: the driver waits on this call, so base generation stalls too."""
+        self._inbox[video_id].q.put(frames)
+
+    def stream(self, video_id: str) -> Iterator[torch.Tensor]:
+        request, base_hw = self._stream_args.pop(video_id)
+        enhancer, state, recipe, budget, clock = self._setup(request, base_hw)
+        try:
+            left = budget.base_frames
+            for frames in enhance_stream(enhancer, state, recipe, iter(self._inbox[video_id]), clock):
+                frames = frames[:left]
+                left -= frames.shape[0]
+                if frames.shape[0]:
+                    yield frames
+        finally:
+            self._inbox.pop(video_id, None)
+
+    # -- one segment of a gang
+    def open_segment(self, request, base_hw, first_chunk: int, end_chunk: int) -> tuple[int, int, int]:
+        """-> (first frame, end frame, number of steps) of this segment."""
+        enhancer, state, recipe, budget, clock = self._setup(request, base_hw)
+        seg = SegmentEnhancer(enhancer, state, recipe, first_chunk, end_chunk, clock)
+        seg.limit = budget.base_frames
+        self._segments[request.id] = seg
+        return seg.frame_start, seg.frame_end, recipe.num_steps
+
+    def discard(self, video_id: str) -> None:
+        """Forget a video's state after a failure."""
+        self._segments.pop(video_id, None)
+        self._inbox.pop(video_id, None)
+
+    def feed_segment(self, video_id: str, start: int, frames: torch.Tensor) -> None:
+        self._segments[video_id].feed(start, frames)
+
+    def step(self, video_id: str, i: int, left=None, right=None):
+        return self._segments[video_id].step(i, left, right)
+
+    def finish(self, video_id: str, left=None, right=None) -> Iterator[torch.Tensor]:
+        seg = self._segments.pop(video_id)
+        for _, frames in seg.finish(left, right, limit=seg.limit):
+            yield frames
+
+
+class InterpolateWorker(Worker):
+    def __init__(self, settings: RunSettings, name: str, storage_options: dict | None = None):
+        super().__init__(settings, name, storage_options)
+        self._streams: dict[str, tuple[StreamingInterpolator, list[int]]] = {}
+        self._components = Components(settings)
+
+    def open(self, video_id: str) -> None:
+        factor = self.settings.interpolate.factor
+        self._streams[video_id] = (StreamingInterpolator(self._components.interpolator(), factor), [0])
+
+    def push(self, video_id: str, frames: torch.Tensor) -> torch.Tensor | None:
+        stream, count = self._streams[video_id]
+        if self.settings.interpolate.factor == 1:
+            return frames
+        with self.clock(video_id)("interpolate", f"frames {count[0]}-{count[0] + frames.shape[0] - 1}"):
+            out = [f for frame in frames for f in stream.push(frame)]
+        count[0] += frames.shape[0]
+        return torch.stack(out) if out else None
+
+    def discard(self, video_id: str) -> None:
+        self._streams.pop(video_id, None)
+
+    def close(self, video_id: str) -> torch.Tensor | None:
+        stream, _ = self._streams.pop(video_id)
+        if self.settings.interpolate.factor == 1:
+            return None
+        tail = list(stream.flush())
+        return torch.stack(tail) if tail else None
+
+
+class WriteWorker(Worker):
+    def __init__(self, settings: RunSettings, name: str, storage_options: dict | None = None):
+        super().__init__(settings, name, storage_options)
+        self._writers: dict[str, tuple[Mp4Writer, int]] = {}
+
+    def open(self, video_id: str, uri: str, width: int, height: int, fps: int, num_frames: int) -> None:
+        enc = self.settings.encode
+        writer = Mp4Writer(uri, width, height, fps, crf=enc.crf, preset=enc.preset, storage_options=self.storage_options)
+        writer.__enter__()
+        self._writers[video_id] = (writer, num_frames)
+
+    def write(self, video_id: str, frames: torch.Tensor | None) -> int:
+        writer, n = self._writers[video_id]
+        if frames is not None:
+            frames = frames[: n - writer.frames_written]
+            if frames.shape[0]:
+                start = writer.frames_written
+                with self.clock(video_id)("encode", f"frames {start}-{start + frames.shape[0] - 1}"):
+                    writer.write(to_uint8(frames))
+        return writer.frames_written
+
+    def close(self, video_id: str) -> dict:
+        writer, n = self._writers.pop(video_id)
+        start = time.time()
+        if writer.frames_written != n:
+            writer.__exit__(RuntimeError, RuntimeError("incomplete"), None)
+            raise RuntimeError(f"{video_id}: got {writer.frames_written} frames, expected {n}")
+        writer.__exit__(None, None, None)
+        self.recorder.record(video_id, "encode", self.name, "finalize", start, time.time())
+        return {"num_frames": writer.frames_written, "frames_sha256": writer.sha256}
+
+    def discard(self, video_id: str) -> None:
+        self.abort(video_id)
+
+    def abort(self, video_id: str) -> None:
+        item = self._writers.pop(video_id, None)
+        if item is not None:
+            item[0].__exit__(RuntimeError, RuntimeError("aborted"), None)

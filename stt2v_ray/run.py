@@ -1,0 +1,105 @@
+"""A render run: validate the input at the edge, render through an executor, write the tables.
+
+1. Open the input (manifest or Parquet dataset) and resolve the settings: field defaults,
+   then the preset's defaults, then the manifest's `settings`, then `--set` overrides.
+2. Validate everything (settings and every row) before rendering anything: InputError.
+3. Render each video through the executor; a failed video becomes a `failed` row.
+4. Write results.parquet, timeline.parquet and run.json (each atomically), even when
+   the run is interrupted, so what was rendered is never lost.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+
+from stt2v_ray.config import RunSettings
+from stt2v_ray.inputs.errors import InputError
+from stt2v_ray.inputs.source import InputSource, open_input
+from stt2v_ray.presets import PRESETS
+from stt2v_ray.progress import Progress
+from stt2v_ray.results import ResultsTable, Timeline, package_versions, write_run_json
+from stt2v_ray.storage import join_uri, redact, storage_options_for
+
+
+@dataclass
+class RunSummary:
+    output: str
+    total: int
+    ok: int
+    failed: int
+    seconds: float
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.failed == 0 else 1
+
+
+def preset_base(source: InputSource, overrides: list[str]) -> dict:
+    """The named preset's defaults, layered under the manifest's settings and the overrides."""
+    preset = PRESETS.get(source.preset_name(overrides))
+    return preset.defaults if preset else {}  # an unknown name is reported by validation
+
+
+def load_and_validate(input_uri: str, overrides: list[str], storage_options: dict | None
+                      ) -> tuple[InputSource, RunSettings]:
+    source = open_input(input_uri, storage_options_for(input_uri, storage_options))
+    base = preset_base(source, overrides)
+    issues = source.validate(overrides, base=base)
+    if issues:
+        raise InputError(issues)
+    return source, source.settings(overrides, base=base)
+
+
+def make_executor(settings: RunSettings):
+    """Executors by name; the Ray one is imported only when asked for."""
+    if settings.executor == "local":
+        from stt2v_ray.pipeline.local import LocalExecutor
+
+        return LocalExecutor(settings)
+    if settings.executor == "ray":
+        try:
+            from stt2v_ray.runtime.executor import RayExecutor
+        except ImportError as exc:  # pragma: no cover - ray is a dependency, but be clear if it is missing
+            raise RuntimeError(f"executor=ray needs Ray: pip install 'ray[default]' ({exc})") from exc
+        return RayExecutor(settings)
+    raise ValueError(f"unknown executor {settings.executor!r}")
+
+
+def render(input_uri: str, output_uri: str, overrides: list[str] | None = None,
+           storage_options: dict | None = None, progress: Progress | None = None) -> RunSummary:
+    overrides = list(overrides or [])
+    source, settings = load_and_validate(input_uri, overrides, storage_options)
+    out_options = storage_options_for(output_uri, storage_options)
+    progress = progress or Progress(total_videos=source.count())
+    timeline, results = Timeline(), ResultsTable()
+    started = time.time()
+    ok = failed = 0
+    executor = make_executor(settings)
+    try:
+        for row, extra in executor.run(source.iter_requests(), output_uri, out_options, timeline, progress):
+            results.add(row, extra)
+            ok += row["status"] == "ok"
+            failed += row["status"] != "ok"
+    finally:
+        executor.close()
+        ended = time.time()
+        results.write(join_uri(output_uri, "results.parquet"), out_options)
+        timeline.write(join_uri(output_uri, "timeline.parquet"), out_options)
+        write_run_json(join_uri(output_uri, "run.json"), {
+            "input": input_uri,
+            "output": output_uri,
+            "settings": settings.model_dump(mode="json"),
+            "overrides": overrides,
+            "storage_options": redact(storage_options or {}),
+            "versions": package_versions(),
+            "started": _iso(started),
+            "ended": _iso(ended),
+            "seconds": round(ended - started, 3),
+            "videos": {"ok": ok, "failed": failed},
+        }, out_options)
+    return RunSummary(output_uri, ok + failed, ok, failed, ended - started)
+
+
+def _iso(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat()

@@ -1,0 +1,1 @@
+"""The Ray executor. The only package that imports Ray."""

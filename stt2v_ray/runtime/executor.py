@@ -1,0 +1,297 @@
+"""The Ray executor: stage actor pools that stream chunks between them.
+
+Per video (one driver thread each, at most `max_videos_in_flight` at once):
+1. A base actor (held exclusively) streams its chunks as a Ray streaming generator,
+   at most `max_chunks_in_flight` ahead of the consumer; it is released as soon as its
+   last chunk is made, so the next video's base generation overlaps this enhancement.
+2. An enhancer gang (S actors in one placement group, handed out whole):
+   S = 1: the actor runs the wavefront on chunks as they are fed (bounded inbox);
+   S > 1: each shard owns a segment; one `step` call per shard per step carries only the
+   neighbours' border pieces; `finish` streams the segment's final frames.
+3. Interpolation and writing actors (shared; per-video state) get the frames in order;
+   the writer pipes them to ffmpeg and places the MP4 atomically.
+The driver passes object refs between actors and never fetches frames itself.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import ray
+from ray.util.placement_group import remove_placement_group
+
+from stt2v_ray.config import RunSettings
+from stt2v_ray.pipeline.local import base_row, video_uri
+from stt2v_ray.pipeline.shard import neighbour_borders
+from stt2v_ray.pipeline.video import frame_budget
+from stt2v_ray.plan.chunks import base_plan, split_segments
+from stt2v_ray.runtime.pools import ExclusivePool, make_actor, make_gangs
+
+STAGES = ("base", "enhance", "interpolate", "encode")
+
+
+def needed_resources(settings: RunSettings) -> dict[str, float]:
+    s = settings.ray
+    pools = [(s.base, s.base.actors), (s.enhance, s.enhance.actors), (s.interpolate, s.interpolate.actors),
+             (s.write, s.write.actors)]
+    need: dict[str, float] = collections.defaultdict(float)
+    for pool, n in pools:
+        need["CPU"] += pool.num_cpus * n
+        need["GPU"] += pool.num_gpus * n
+        for k, v in pool.resources.items():
+            need[k] += v * n
+    return {k: v for k, v in need.items() if v > 0}
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, settings: RunSettings, place_timeout: float = 120.0):
+        self.settings = settings
+        self.place_timeout = place_timeout
+        self._owns_ray = False
+        self._actors: list = []
+        self._gangs: list = []
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def _start(self, storage_options) -> None:
+        s = self.settings.ray
+        if not ray.is_initialized():
+            address = s.address or os.environ.get("RAY_ADDRESS")
+            if address:
+                ray.init(address=address, log_to_driver=True)
+            else:
+                # The embedded default: a local cluster sized for the pools (logical CPUs may
+                # exceed the cores: they are a scheduling budget, not threads).
+                import torch
+
+                need = needed_resources(self.settings)
+                ray.init(num_cpus=max(os.cpu_count() or 1, int(need.get("CPU", 0)) + 1),
+                         num_gpus=torch.cuda.device_count(), include_dashboard=False, log_to_driver=True)
+                self._owns_ray = True
+        self._check_resources()
+        so = storage_options
+        self.bases = [make_actor("base", self.settings, f"base-{i}", so, s.base) for i in range(s.base.actors)]
+        self.interps = [make_actor("interpolate", self.settings, f"interpolate-{i}", so, s.interpolate)
+                        for i in range(s.interpolate.actors)]
+        self.writers = [make_actor("write", self.settings, f"write-{i}", so, s.write) for i in range(s.write.actors)]
+        self._actors += self.bases + self.interps + self.writers
+        if self.settings.enhance.enabled:
+            self._gangs = make_gangs(self.settings, so, self.place_timeout)
+            self._actors += [a for g in self._gangs for a in g.actors]
+        ray.get([a.pid.remote() for a in self._actors])  # all constructed (models load lazily, once)
+        self.base_pool = ExclusivePool(self.bases)
+        self.gang_pool = ExclusivePool(self._gangs)
+        self._started = True
+
+    def _check_resources(self) -> None:
+        have = ray.cluster_resources()
+        for key, amount in needed_resources(self.settings).items():
+            if have.get(key, 0) + 1e-9 < amount:
+                raise RuntimeError(
+                    f"the ray pools need {amount:g} {key} in total but the cluster has {have.get(key, 0):g}. "
+                    "Lower ray.*.actors / num_gpus / num_cpus, or add nodes (check `ray status`)."
+                )
+
+    def close(self) -> None:
+        for actor in self._actors:
+            ray.kill(actor, no_restart=True)
+        for actor in self._actors:  # wait until each is really gone, so its resources are free again
+            try:
+                ray.get(actor.pid.remote(), timeout=30)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                pass
+        for gang in self._gangs:
+            remove_placement_group(gang.pg)
+        self._actors, self._gangs = [], []
+        if self._owns_ray:
+            ray.shutdown()
+            self._owns_ray = False
+
+    # ------------------------------------------------------------------ run
+    def run(self, requests, output_uri, storage_options, timeline, progress):
+        self._start(storage_options)
+        s = self.settings.ray
+        limit = s.max_videos_in_flight or (s.base.actors + max(1, len(self._gangs)))
+        pending: collections.deque = collections.deque()
+        counter = iter(range(1 << 62))
+        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="video") as pool:
+            for request, extra in requests:
+                if len(pending) >= limit:
+                    yield pending.popleft().result()
+                i = next(counter)
+                pending.append(pool.submit(self._video, i, request, extra, output_uri, timeline, progress))
+            while pending:
+                yield pending.popleft().result()
+
+    def _video(self, index, request, extra, output_uri, timeline, progress):
+        row = base_row(request, output_uri)
+        vp = progress.video(request.id, f"{'i2v' if request.image else 't2v'}, {request.num_frames} frames, "
+                                        f"seed {request.seed} (ray)", {})
+        used: list = []
+        start = time.time()
+        writer = self.writers[index % len(self.writers)]
+        opened = False
+        try:
+            uri = video_uri(output_uri, request.id)
+            row.update(self._render(index, request, uri, used, writer))
+            opened = True
+            row.update(status="ok", video_uri=uri)
+            vp.finish("ok", uri)
+        except Exception as exc:  # a failed video never stops the batch
+            row["error"] = f"{type(exc).__name__}: {_short(exc)}"
+            vp.finish("FAILED", row["error"])
+        finally:
+            if not opened:
+                for actor in set(used) | {writer}:
+                    _quiet(lambda: ray.get(actor.call.remote("discard", request.id)))
+            seconds = collections.defaultdict(float)
+            for actor in set(used) | {writer}:
+                for rec in _quiet(lambda: ray.get(actor.call.remote("drain", request.id))) or []:
+                    timeline.record(*rec)
+                    seconds[rec[1]] += rec[5] - rec[4]
+        row.update({f"{st}_seconds": round(seconds.get(st, 0.0), 4) for st in STAGES})
+        row["total_seconds"] = round(time.time() - start, 4)
+        return row, extra
+
+    def _render(self, index, request, uri, used, writer) -> dict:
+        settings, s = self.settings, self.settings.ray
+        vid = request.id
+        budget = frame_budget(request.num_frames, settings)
+        interp = self.interps[index % len(self.interps)]
+        used += [interp, writer]
+
+        base = self.base_pool.acquire()
+        used.append(base)
+        base_released = threading.Event()
+
+        def release_base():
+            if not base_released.is_set():
+                base_released.set()
+                self.base_pool.release(base)
+
+        gang = None
+        try:
+            base_hw = ray.get(base.call.remote("base_size", request))
+            chunks = base.stream.options(
+                num_returns="streaming", _generator_backpressure_num_objects=s.max_chunks_in_flight
+            ).remote("chunks", request)
+            out_hw = base_hw
+            if budget.enhance is not None:
+                gang = self.gang_pool.acquire()
+                used += gang.actors
+                out_hw = ray.get(gang.actors[0].call.remote("output_size", base_hw))
+            fps = request.fps or settings.encode.default_fps
+            ray.get([interp.call.remote("open", vid),
+                     writer.call.remote("open", vid, uri, out_hw[1], out_hw[0], fps, request.num_frames)])
+            sink = _Sink(interp, writer, vid, s.max_chunks_in_flight)
+
+            if gang is None:
+                for ref in chunks:
+                    sink.put(ref)
+                release_base()
+            elif len(gang.actors) == 1:
+                self._enhance_streaming(gang.actors[0], request, base_hw, chunks, sink, release_base)
+            else:
+                self._enhance_sharded(gang.actors, request, base_hw, budget, chunks, sink, release_base)
+            return sink.close()
+        finally:
+            release_base()
+            if gang is not None:
+                self.gang_pool.release(gang)
+
+    def _enhance_streaming(self, actor, request, base_hw, chunks, sink, release_base) -> None:
+        vid = request.id
+        ray.get(actor.call.remote("open_stream", request, base_hw, self.settings.ray.max_chunks_in_flight))
+        out = actor.stream.options(num_returns="streaming").remote("stream", vid)
+        errors: list = []
+
+        def feed():
+            try:
+                for ref in chunks:
+                    ray.get(actor.call.remote("feed", vid, ref))  # blocks while the inbox is full
+            except Exception as exc:  # surfaces through the enhancer's stream too
+                errors.append(exc)
+            finally:
+                _quiet(lambda: ray.get(actor.call.remote("feed", vid, None)))
+                release_base()
+
+        feeder = threading.Thread(target=feed, name=f"feed-{vid}", daemon=True)
+        feeder.start()
+        for ref in out:
+            sink.put(ref)
+        feeder.join()
+        if errors:
+            raise errors[0]
+
+    def _enhance_sharded(self, actors, request, base_hw, budget, chunks, sink, release_base) -> None:
+        vid = request.id
+        segments = split_segments(budget.enhance.num_chunks, len(actors))
+        actors = actors[: len(segments)]
+        ranges = ray.get([a.call.remote("open_segment", request, base_hw, k0, k1)
+                          for a, (k0, k1) in zip(actors, segments)])
+        # Feed each base piece to the shards whose frames it covers (refs only; Ray moves the data).
+        family = "i2v" if request.image else "t2v"
+        fam = getattr(self.settings, family)
+        plan = base_plan(budget.generated_frames, fam.chunk_frames, fam.cond_frames)
+        start, fed = 0, []
+        for k, ref in enumerate(chunks):
+            n = min(plan.chunk(k).num_kept, budget.generated_frames - start)
+            for a, (f0, f1, _) in zip(actors, ranges):
+                if start < f1 and start + n > f0:
+                    fed.append(a.call.remote("feed_segment", vid, start, ref))
+            start += n
+        release_base()
+        ray.get(fed)
+        borders = [(None, None)] * len(actors)
+        for i in range(ranges[0][2]):
+            borders = [tuple(a.call.options(num_returns=2).remote("step", vid, i, *neighbour_borders(borders, j)))
+                       for j, a in enumerate(actors)]
+        outs = [a.stream.options(num_returns="streaming").remote("finish", vid, *neighbour_borders(borders, j))
+                for j, a in enumerate(actors)]
+        for gen in outs:  # segments in order: the first goes on to interpolation while later ones decode
+            for ref in gen:
+                sink.put(ref)
+
+
+class _Sink:
+    """Frames in order to the interpolation actor, then the writer; a bounded number in flight."""
+
+    def __init__(self, interp, writer, vid, max_in_flight):
+        self.interp, self.writer, self.vid = interp, writer, vid
+        self.max = max(1, max_in_flight)
+        self.pending: collections.deque = collections.deque()
+
+    def put(self, frames_ref) -> None:
+        out = self.interp.call.remote("push", self.vid, frames_ref)
+        self.pending.append(self.writer.call.remote("write", self.vid, out))
+        while len(self.pending) > self.max:
+            ray.get(self.pending.popleft())
+
+    def close(self) -> dict:
+        tail = self.interp.call.remote("close", self.vid)
+        self.pending.append(self.writer.call.remote("write", self.vid, tail))
+        ray.get(list(self.pending))
+        result = ray.get(self.writer.call.remote("close", self.vid))
+        return result
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        cause = exc.cause if getattr(exc, "cause", None) is not None else None
+        if cause is not None:
+            return f"{type(cause).__name__}: {cause}"
+        text = text.strip().splitlines()[-1] if text.strip() else text
+    return text
+
+
+def _quiet(fn):
+    try:
+        return fn()
+    except Exception:
+        return None

@@ -1,0 +1,160 @@
+"""fsspec URIs: storage options from the environment, path joining, atomic writes.
+
+Every input and output goes through a URI (a local path, s3://, or any fsspec
+protocol). Outputs are written atomically: a reader never sees half a file, and a
+failed write leaves no file at all.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import tempfile
+from typing import Any, Iterator
+
+import fsspec
+import fsspec.core
+import fsspec.utils
+import yaml
+
+_LOCAL_PROTOCOLS = ("file", "local")
+_SECRET_WORDS = ("key", "secret", "token", "password", "session")
+
+
+def protocol_of(uri: str) -> str:
+    return fsspec.utils.get_protocol(uri)
+
+
+def is_local(uri: str) -> bool:
+    return protocol_of(uri) in _LOCAL_PROTOCOLS
+
+
+def local_path(uri: str) -> str:
+    """'file:///a/b' -> '/a/b'; a plain path is returned unchanged."""
+    if not is_local(uri):
+        raise ValueError(f"{uri!r} is not a local path")
+    return uri.split("://", 1)[1] if "://" in uri else uri
+
+
+def storage_options_for(uri: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """fsspec options for `uri`: `extra` as given, plus an S3 endpoint from the environment.
+
+    Credentials are left to s3fs/botocore, which read AWS_ACCESS_KEY_ID etc. themselves;
+    `key`/`secret` in `extra` pass through unchanged.
+    """
+    options = dict(extra or {})
+    if protocol_of(uri) in ("s3", "s3a"):
+        given = "endpoint_url" in options or "endpoint_url" in options.get("client_kwargs", {})
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint and not given:
+            options["endpoint_url"] = endpoint
+    return options
+
+
+def parse_storage_options(items: list[str]) -> dict[str, Any]:
+    """['anon=true', 'client_kwargs.region_name=x'] -> {'anon': True, 'client_kwargs': {'region_name': 'x'}}."""
+    options: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"storage option {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ValueError(f"storage option {item!r}: empty key segment")
+        node = options
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"storage option {item!r}: {part!r} is already set to a value")
+            node = child
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return options
+
+
+def filesystem(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """(filesystem, path inside it) for a URI."""
+    return fsspec.core.url_to_fs(uri, **(storage_options or {}))
+
+
+def to_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """Inverse of `filesystem`: a plain path for local files, protocol://path otherwise."""
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
+    if any(p in _LOCAL_PROTOCOLS for p in protocols):
+        return path
+    return fs.unstrip_protocol(path)
+
+
+def join_uri(base: str, *parts: str) -> str:
+    """Append relative path segments to a URI and normalise '..': join_uri('s3://b/d', '../x') -> 's3://b/x'."""
+    for part in parts:
+        if part.startswith("/") or "://" in part:
+            raise ValueError(f"join_uri: {part!r} must be a relative path")
+    prefix, path = (base.split("://", 1) if "://" in base else ("", base))
+    joined = posixpath.normpath(posixpath.join(path, *parts)) if parts else path.rstrip("/") or path
+    return f"{prefix}://{joined}" if prefix else joined
+
+
+def resolve_uri(base_dir: str, ref: str) -> str:
+    """A reference found in an input file: URIs and absolute paths stay, relative paths join `base_dir`."""
+    if "://" in ref or ref.startswith("/"):
+        return ref
+    return join_uri(base_dir, ref)
+
+
+def parent_uri(uri: str) -> str:
+    prefix, path = (uri.split("://", 1) if "://" in uri else ("", uri))
+    parent = posixpath.dirname(path.rstrip("/")) or "."
+    return f"{prefix}://{parent}" if prefix else parent
+
+
+@contextlib.contextmanager
+def atomic_output(uri: str, storage_options: dict[str, Any] | None = None) -> Iterator[str]:
+    """Yield a local temp path to write; on success it becomes `uri`, on error it vanishes.
+
+    The temp file keeps the target's extension (ffmpeg picks the container from it).
+    Local: the temp file sits beside the target and is renamed over it.
+    Remote: it is uploaded with put_file (an S3 object appears only once complete).
+    """
+    ext = posixpath.splitext(uri)[1]
+    if is_local(uri):
+        target = os.path.abspath(local_path(uri))
+        folder = os.path.dirname(target)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.tmp-", suffix=ext)
+    else:
+        fd, tmp = tempfile.mkstemp(prefix="stt2v-upload-", suffix=ext)
+    os.close(fd)
+    try:
+        yield tmp
+        if is_local(uri):
+            # mkstemp creates 0600 files; give the output the usual umask-based mode.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, target)
+        else:
+            fs, path = filesystem(uri, storage_options)
+            fs.makedirs(posixpath.dirname(path), exist_ok=True)
+            fs.put_file(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def atomic_write_bytes(uri: str, data: bytes, storage_options: dict[str, Any] | None = None) -> None:
+    with atomic_output(uri, storage_options) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+
+def redact(options: dict[str, Any]) -> dict[str, Any]:
+    """Copy of storage options safe to log or write to run.json: secret-looking values become '***'."""
+    out: dict[str, Any] = {}
+    for name, value in options.items():
+        if any(word in str(name).lower() for word in _SECRET_WORDS):
+            out[name] = "***"
+        elif isinstance(value, dict):
+            out[name] = redact(value)
+        else:
+            out[name] = value
+    return out
