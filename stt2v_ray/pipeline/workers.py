@@ -108,6 +108,7 @@ class EnhanceWorker(Worker):
         self.components = Components(settings)
         self._inbox: dict[str, _Inbox] = {}
         self._segments: dict[str, SegmentEnhancer] = {}
+        self._step_done = threading.Condition()
 
     def _setup(self, request, base_hw):
         enhancer = self.components.enhancer(*base_hw)
@@ -162,11 +163,24 @@ class EnhanceWorker(Worker):
     def feed_segment(self, video_id: str, start: int, frames: torch.Tensor) -> None:
         self._segments[video_id].feed(start, frames)
 
+    def _wait_for_step(self, seg: SegmentEnhancer, done: int) -> None:
+        # A threaded actor may start step i+1 (its inputs are ready) before step i has
+        # finished; its inputs depend on this shard's step i-1, so at most one step waits.
+        with self._step_done:
+            self._step_done.wait_for(lambda: seg._step >= done)
+
     def step(self, video_id: str, i: int, left=None, right=None):
-        return self._segments[video_id].step(i, left, right)
+        seg = self._segments[video_id]
+        self._wait_for_step(seg, i - 1)
+        borders = seg.step(i, left, right)
+        with self._step_done:
+            self._step_done.notify_all()
+        return borders
 
     def finish(self, video_id: str, left=None, right=None) -> Iterator[torch.Tensor]:
-        seg = self._segments.pop(video_id)
+        seg = self._segments[video_id]
+        self._wait_for_step(seg, seg.recipe.num_steps - 1)
+        del self._segments[video_id]
         for _, frames in seg.finish(left, right, limit=seg.limit):
             yield frames
 

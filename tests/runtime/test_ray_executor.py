@@ -1,7 +1,8 @@
 """The Ray executor computes bitwise the same frames as the in-process reference.
 
 Simulated GPUs: `ray.init(num_gpus=4)` on this CPU machine schedules GPU actors; every
-GPU actor sets num_cpus explicitly (a GPU-only actor would also take a whole CPU).
+GPU actor sets num_cpus explicitly (a GPU-only actor would also take a whole CPU). Four
+logical CPUs on two cores: Ray's CPUs are a scheduling budget, the default pools need four.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def sets(*items: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(address="local", num_cpus=2, num_gpus=4, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -68,6 +69,7 @@ CONFIGS = {
     # two shards, pools of two
     "S2-pools2": ["ray.enhance_shards=2", "ray.enhance.actors=2", "ray.base.actors=2",
                   "ray.interpolate.actors=2", "ray.write.actors=2",
+                  "ray.interpolate.num_cpus=0.5", "ray.write.num_cpus=0.5",
                   "ray.base.num_gpus=1", "ray.base.num_cpus=0", "ray.enhance.num_gpus=1", "ray.enhance.num_cpus=0"],
     # three shards, two gangs (six enhancer actors on fractional GPUs)
     "S3-gangs2": ["ray.enhance_shards=3", "ray.enhance.actors=6", "ray.enhance.num_gpus=0.5",
@@ -92,7 +94,7 @@ def test_ray_equals_local_bitwise(cluster, manifest, reference, tmp_path, name):
     while time.time() < deadline and ray.available_resources().get("GPU") != 4:
         time.sleep(0.2)
     avail = ray.available_resources()
-    assert avail.get("GPU") == 4 and avail.get("CPU") == 2
+    assert avail.get("GPU") == 4 and avail.get("CPU") == 4
 
 
 def test_streaming_overlaps_in_timeline(cluster, tmp_path):
