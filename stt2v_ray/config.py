@@ -110,6 +110,28 @@ class RaySettings(Strict):
         return self
 
 
+class WeightsSettings(Strict):
+    """Where a real preset's weights come from."""
+
+    mode: Literal["pretrained", "random"] = Field(
+        "pretrained", description="pretrained: load each component's weights; random: full-size random weights (profiling only, never real output)."
+    )
+    paths: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per component (`stt2v-ray presets` lists them): a local folder/file or a hub id, e.g. {streaming: /models/StreamingSVD/model.safetensors}.",
+    )
+
+
+class MemorySettings(Strict):
+    """Memory/speed trade-offs of the real presets (what the original's --use_memopt does)."""
+
+    dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="Compute dtype of the models (fp16/bf16 halve the memory; CPU supports float32 and bfloat16).")
+    cpu_offload: bool = Field(False, description="Keep models on the CPU and move each to the GPU only while it runs (VAE, encoders, CAM).")
+    ff_chunk_size: int = Field(0, ge=0, le=4096, description="Feed-forward chunking of the UNets' transformer blocks (0: off; the original uses 2 for the UNet/CAM, 4 for the enhancer).")
+    vae_decode_chunk: int = Field(8, ge=1, le=1024, description="Frames the base VAE decodes at once (the original lowers 8 -> 4 in memopt).")
+    sequential_cfg: bool = Field(False, description="Run the conditional and unconditional CFG halves one after the other instead of as one batch (less memory, slower).")
+
+
 class RunSettings(Strict):
     preset: str = Field("tiny", description="Model preset by name (`stt2v-ray presets` lists them).")
 
@@ -136,6 +158,8 @@ class RunSettings(Strict):
     interpolate: InterpolateSettings = Field(default_factory=InterpolateSettings)
     encode: EncodeSettings = Field(default_factory=EncodeSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
+    weights: WeightsSettings = Field(default_factory=WeightsSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
 
 
 # ---------------------------------------------------------------- layering helpers

@@ -12,18 +12,36 @@ from typing import Any, Callable
 
 
 @dataclass(frozen=True)
+class WeightSource:
+    """One component's weights: where users get them and which setting points at them."""
+
+    component: str  # e.g. "base", "streaming", "enhancer", "interpolator", "image_encoder"
+    hub_id: str | None  # e.g. "PAIR/StreamingSVD"
+    filename: str | None = None  # a file inside the hub repo; None: the whole (diffusers) repo
+    description: str = ""
+
+    @property
+    def setting(self) -> str:
+        return f"weights.paths.{self.component}"
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     description: str
     defaults: dict[str, Any]
-    # family -> "module:function"; the function takes (settings_section, device) and returns a ChunkGenerator.
+    # family -> "module:function"; the function takes (run_settings, device) and returns a ChunkGenerator.
     generators: dict[str, str]
+    # "module:function" taking (run_settings, base_height, base_width, device) -> ChunkEnhancer
     enhancer: str | None = None
+    # "module:function" taking (run_settings, device) -> Interpolator; None: optical flow on CPU
+    interpolator: str | None = None
     weights: str = "random"
+    sources: tuple[WeightSource, ...] = ()
     notes: list[str] = field(default_factory=list)
 
     def builder(self, what: str) -> Callable[..., Any]:
-        path = self.enhancer if what == "enhancer" else self.generators.get(what)
+        path = {"enhancer": self.enhancer, "interpolator": self.interpolator}.get(what) or self.generators.get(what)
         if path is None:
             raise ValueError(f"preset {self.name!r} has no {what} model (it has: {', '.join(self.generators)})")
         module, func = path.split(":")
@@ -47,8 +65,8 @@ TINY = Preset(
         "interpolate": {"factor": 2},
         "encode": {"default_fps": 24, "preset": "veryfast"},
     },
-    generators={"t2v": "stt2v_ray.models.t2v:build_tiny_t2v", "i2v": "stt2v_ray.models.i2v:build_tiny_i2v"},
-    enhancer="stt2v_ray.models.enhancer:build_tiny_enhancer",
+    generators={"t2v": "stt2v_ray.models.tiny:t2v", "i2v": "stt2v_ray.models.tiny:i2v"},
+    enhancer="stt2v_ray.models.tiny:enhancer",
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (TINY,)}

@@ -33,7 +33,7 @@ class Components:
     def generator(self, family: str):
         if family not in self._generators:
             build = self.preset.builder(family)
-            self._generators[family] = build(getattr(self.settings, family), device=self.device)
+            self._generators[family] = build(self.settings, device=self.device)
         return self._generators[family]
 
     def enhancer(self, base_height: int, base_width: int):
@@ -41,10 +41,13 @@ class Components:
         key = (base_height, base_width)
         if key not in self._enhancers:
             build = self.preset.builder("enhancer")
-            self._enhancers[key] = build(self.settings.enhance, base_height, base_width, device=self.device)
+            self._enhancers[key] = build(self.settings, base_height, base_width, device=self.device)
         return self._enhancers[key]
 
     def interpolator(self):
         if self._interpolator is None:
-            self._interpolator = FlowInterpolator()
+            if self.preset.interpolator:
+                self._interpolator = self.preset.builder("interpolator")(self.settings, device=self.device)
+            else:
+                self._interpolator = FlowInterpolator()
         return self._interpolator

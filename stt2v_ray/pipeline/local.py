@@ -47,7 +47,7 @@ class LocalExecutor:
         import time
 
         row = base_row(request, output_uri)
-        totals = progress_totals(request, self.settings, self.components)
+        totals = progress_totals(request, self.settings)
         vp = progress.video(request.id, f"{family_of(request)}, {request.num_frames} frames, seed {request.seed}", totals)
         clock = StageClock(request.id, "local", timeline, vp.unit)
         start = time.time()

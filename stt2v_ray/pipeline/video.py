@@ -163,7 +163,7 @@ def enhance_recipe(plan: EnhancePlan, seed: int, enhancer, settings: RunSettings
                          blending=s.blending, noise=s.noise, stochastic=s.eta > 0)
 
 
-def progress_totals(request, settings: RunSettings, components) -> dict[str, int]:
+def progress_totals(request, settings: RunSettings) -> dict[str, int]:
     """Units each stage will record for one video (for progress lines)."""
     family = "i2v" if request.image else "t2v"
     fam = getattr(settings, family)

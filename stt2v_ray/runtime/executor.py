@@ -26,7 +26,7 @@ from ray.util.placement_group import remove_placement_group
 from stt2v_ray.config import RunSettings
 from stt2v_ray.pipeline.local import base_row, video_uri
 from stt2v_ray.pipeline.shard import neighbour_borders
-from stt2v_ray.pipeline.video import frame_budget
+from stt2v_ray.pipeline.video import frame_budget, progress_totals
 from stt2v_ray.plan.chunks import base_plan, split_segments
 from stt2v_ray.runtime.pools import ExclusivePool, make_actor, make_gangs
 
@@ -131,14 +131,14 @@ class RayExecutor:
     def _video(self, index, request, extra, output_uri, timeline, progress):
         row = base_row(request, output_uri)
         vp = progress.video(request.id, f"{'i2v' if request.image else 't2v'}, {request.num_frames} frames, "
-                                        f"seed {request.seed} (ray)", {})
+                                        f"seed {request.seed} (ray)", progress_totals(request, self.settings))
         used: list = []
         start = time.time()
         writer = self.writers[index % len(self.writers)]
         opened = False
         try:
             uri = video_uri(output_uri, request.id)
-            row.update(self._render(index, request, uri, used, writer))
+            row.update(self._render(index, request, uri, used, writer, vp))
             opened = True
             row.update(status="ok", video_uri=uri)
             vp.finish("ok", uri)
@@ -158,7 +158,7 @@ class RayExecutor:
         row["total_seconds"] = round(time.time() - start, 4)
         return row, extra
 
-    def _render(self, index, request, uri, used, writer) -> dict:
+    def _render(self, index, request, uri, used, writer, vp) -> dict:
         settings, s = self.settings, self.settings.ray
         vid = request.id
         budget = frame_budget(request.num_frames, settings)
@@ -188,7 +188,8 @@ class RayExecutor:
             fps = request.fps or settings.encode.default_fps
             ray.get([interp.call.remote("open", vid),
                      writer.call.remote("open", vid, uri, out_hw[1], out_hw[0], fps, request.num_frames)])
-            sink = _Sink(interp, writer, vid, s.max_chunks_in_flight)
+            sink = _Sink(interp, writer, vid, s.max_chunks_in_flight, vp)
+            chunks = _counted(chunks, vp, "base", "chunk")
 
             if gang is None:
                 for ref in chunks:
@@ -261,12 +262,13 @@ class RayExecutor:
 class _Sink:
     """Frames in order to the interpolation actor, then the writer; a bounded number in flight."""
 
-    def __init__(self, interp, writer, vid, max_in_flight):
-        self.interp, self.writer, self.vid = interp, writer, vid
+    def __init__(self, interp, writer, vid, max_in_flight, vp):
+        self.interp, self.writer, self.vid, self.vp = interp, writer, vid, vp
         self.max = max(1, max_in_flight)
         self.pending: collections.deque = collections.deque()
 
     def put(self, frames_ref) -> None:
+        self.vp.unit("frames out", f"piece {len(self.pending)}")
         out = self.interp.call.remote("push", self.vid, frames_ref)
         self.pending.append(self.writer.call.remote("write", self.vid, out))
         while len(self.pending) > self.max:
@@ -278,6 +280,13 @@ class _Sink:
         ray.get(list(self.pending))
         result = ray.get(self.writer.call.remote("close", self.vid))
         return result
+
+
+def _counted(refs, vp, stage: str, unit: str):
+    """Pass refs through, counting them as progress units as they arrive."""
+    for k, ref in enumerate(refs):
+        vp.unit(stage, f"{unit} {k}")
+        yield ref
 
 
 def _short(exc: Exception) -> str:
