@@ -53,21 +53,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_args(render)
     render.add_argument("--output", required=True, help="output folder: local path or fsspec URL (s3://bucket/prefix)")
     render.add_argument("--quiet", action="store_true", help="no progress lines")
+    render.add_argument("--evaluate", action="store_true",
+                        help="afterwards compute quality metrics of the ok videos (as `stt2v-ray evaluate OUTPUT`)")
 
     validate = sub.add_parser("validate", help="check a manifest or dataset; print every error; exit 2 if any",
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_settings_help())
     _add_input_args(validate)
 
-    sub.add_parser("presets", help="list the model presets and their default settings")
+    sub.add_parser("presets", help="list the model presets: components, weight sources, parameter counts, defaults")
+    conv = sub.add_parser("convert", help="convert an original checkpoint into this project's layout (safetensors)")
+    conv.add_argument("--preset", required=True, help="preset whose streaming checkpoint this is (streamingsvd)")
+    conv.add_argument("--input", required=True, help="original checkpoint: .safetensors, or .ckpt/.pkl (read with weights_only=True)")
+    conv.add_argument("--output", required=True, help="output .safetensors file")
+    evaluate = sub.add_parser("evaluate", help="quality metrics of every ok video of a finished render",
+                              description="Compute MAWE, scene cuts, seam smoothness, appearance drift and (for "
+                                          "toy-grammar prompts) prompt adherence for every ok video of OUTPUT; "
+                                          "write OUTPUT/metrics.parquet and print a table.")
+    evaluate.add_argument("output", help="output folder of a render: local path or fsspec URL")
+    evaluate.add_argument("--storage-option", dest="storage_options", action="append", default=[],
+                          metavar="KEY=VALUE", help="fsspec storage option, e.g. endpoint_url=http://host:9000")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "evaluate":
+        return _evaluate(args.output, args.storage_options)
     if args.command == "presets":
         return _presets()
+    if args.command == "convert":
+        return _convert(args)
 
+    from stt2v_ray.errors import ExecutorStartError
     from stt2v_ray.inputs.errors import InputError
+    from stt2v_ray.models.weights import MissingWeightsError
     from stt2v_ray.storage import parse_storage_options
 
     try:
@@ -90,8 +109,33 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"{args.input}: {len(exc.issues)} error(s):\n{exc}", file=sys.stderr)
         return 2
+    except MissingWeightsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ExecutorStartError as exc:
+        print(f"error: could not start the executor, nothing was rendered: {exc}", file=sys.stderr)
+        return 2
     print(f"{summary.ok}/{summary.total} videos ok, {summary.failed} failed, {summary.seconds:.1f}s -> {summary.output}")
+    if args.evaluate and summary.ok:
+        code = _evaluate(args.output, args.storage_options)
+        if code:
+            return code
     return summary.exit_code
+
+
+def _evaluate(output: str, storage_options: list[str]) -> int:
+    """Print the metrics table of a finished render and write OUTPUT/metrics.parquet (exit 2: no run there)."""
+    from stt2v_ray.metrics.evaluate import evaluate_run, format_table
+    from stt2v_ray.storage import join_uri, parse_storage_options
+
+    try:
+        table = evaluate_run(output, parse_storage_options(storage_options))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(table))
+    print(f"{table.num_rows} videos evaluated -> {join_uri(output, 'metrics.parquet')}")
+    return 0
 
 
 def _presets() -> int:
@@ -102,7 +146,40 @@ def _presets() -> int:
     for preset in PRESETS.values():
         print(f"{preset.name}: {preset.description}")
         print(f"  weights: {preset.weights}")
+        counts = _parameter_counts(preset.name)
+        for src in preset.sources:
+            where = src.hub_id + (f" file {src.filename}" if src.filename else " (diffusers repo)")
+            print(f"  component {src.component}: {where}; setting {src.setting}; {src.description}")
+            for model, n in counts.get(src.component, {}).items():
+                print(f"    {model}: {n:,} parameters (meta device, full size)")
+        for note in preset.notes:
+            print(f"  note: {note}")
         print(textwrap.indent(json.dumps(preset.defaults, indent=2), "  "))
+    return 0
+
+
+def _parameter_counts(name: str) -> dict:
+    if name == "streamingsvd":
+        from stt2v_ray.models.streamingsvd import parameter_counts
+
+        return parameter_counts()
+    return {}
+
+
+def _convert(args) -> int:
+    from stt2v_ray.models.convert import UnsafeCheckpointError, convert_file
+
+    try:
+        written, unplaced = convert_file(args.preset, args.input, args.output)
+    except (UnsafeCheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.output}: {written} tensors written")
+    for key in unplaced:
+        print(f"  could not place: {key}", file=sys.stderr)
+    if unplaced:
+        print(f"error: {len(unplaced)} key(s) could not be placed", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -69,7 +69,110 @@ TINY = Preset(
     enhancer="stt2v_ray.models.tiny:enhancer",
 )
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (TINY,)}
+_SVD_BASE = {"chunk_frames": 25, "cond_frames": 7, "steps": 30, "guidance_scale": 3.0, "min_guidance_scale": 1.5,
+             "height": 576, "width": 1024, "anchor_frame": 6}
+_SVD_SOURCES = (
+    WeightSource("streaming", "PAIR/StreamingSVD", "model.safetensors",
+                 "SVD-XT UNet + CAM + conditioner (OpenCLIP ViT-H) + VAE, the original's layout (converted on load, or by `stt2v-ray convert`)"),
+    WeightSource("enhancer", "ali-vilab/i2vgen-xl", None, "I2VGen-XL (diffusers format): SDEdit enhancer"),
+    WeightSource("text_to_image", "stabilityai/stable-diffusion-xl-base-1.0", None, "SDXL base (diffusers format): first frame of text-to-video"),
+)
+STREAMINGSVD = Preset(
+    name="streamingsvd",
+    description=(
+        "StreamingSVD: SVD-XT + CAM (PAIR/StreamingSVD), 1024x576, chunks of 25 conditioned on 7, Euler EDM 30 AYS steps, "
+        "CFG 1.5->3.0, anchor frame 6; I2VGen-XL enhancer (C=38, O=12, 30 steps, strength 0.97, guidance 9.0); "
+        "text-to-video through an SDXL first frame."
+    ),
+    defaults={
+        "t2v": dict(_SVD_BASE), "i2v": dict(_SVD_BASE),
+        "enhance": {"chunk_frames": 38, "overlap_frames": 12, "steps": 30, "strength": 0.97, "guidance_scale": 9.0,
+                    "eta": 0.0, "scale": 1, "prompt": "High Quality, HQ, detailed.", "blend_target": "latents"},
+        "interpolate": {"factor": 2},
+        "encode": {"default_fps": 24},
+    },
+    generators={"t2v": "stt2v_ray.models.streamingsvd:t2v", "i2v": "stt2v_ray.models.streamingsvd:i2v"},
+    enhancer="stt2v_ray.models.streamingsvd:enhancer",
+    weights="pretrained",
+    sources=_SVD_SOURCES,
+    notes=[
+        "The enhancer runs at the base size (scale 1): the original resizes 1024x576 to 1280x720, which is not an integer scale.",
+        "Enhancer chunks share one key frame per video (the job's image), not a key frame per chunk (see i2vgen_enhancer.py).",
+    ],
+)
+# The same classes and wiring at toy size, seeded random weights: CPU tests of the real preset's code path.
+STREAMINGSVD_TOY = Preset(
+    name="streamingsvd-toy",
+    description="streamingsvd's classes and wiring at toy size with random weights (CPU tests; pictures are noise).",
+    defaults={
+        "t2v": {**_SVD_BASE, "chunk_frames": 8, "cond_frames": 3, "steps": 2, "height": 32, "width": 48, "anchor_frame": 2},
+        "i2v": {**_SVD_BASE, "chunk_frames": 8, "cond_frames": 3, "steps": 2, "height": 32, "width": 48, "anchor_frame": 2},
+        "enhance": {"chunk_frames": 8, "overlap_frames": 2, "steps": 4, "strength": 0.97, "guidance_scale": 9.0,
+                    "eta": 0.0, "scale": 1, "prompt": "High Quality, HQ, detailed."},
+        "interpolate": {"factor": 2},
+        "encode": {"default_fps": 24, "preset": "veryfast"},
+        "weights": {"mode": "random"},
+    },
+    generators={"t2v": "stt2v_ray.models.streamingsvd:toy_t2v", "i2v": "stt2v_ray.models.streamingsvd:toy_i2v"},
+    enhancer="stt2v_ray.models.streamingsvd:toy_enhancer",
+    weights="random",
+    sources=_SVD_SOURCES,
+)
+
+_T2V_BASE = {"chunk_frames": 16, "cond_frames": 8, "steps": 50, "guidance_scale": 7.5, "eta": 1.0,
+             "height": 256, "width": 256, "anchor_frame": 0}
+_T2V_SOURCES = (
+    WeightSource("base", "damo-vilab/text-to-video-ms-1.7b", None,
+                 "ModelScope T2V (diffusers format): tokenizer, text encoder, VAE, and the UNet of chunk 0"),
+    WeightSource("streaming", "PAIR/StreamingT2V", "streaming_t2v.ckpt",
+                 "streaming UNet + CAM + APM (incl. its OpenCLIP ViT-H-14 image encoder), the original's Lightning layout "
+                 "(read with torch.load(weights_only=True), converted on load, or by `stt2v-ray convert`)"),
+    WeightSource("enhancer", "ali-vilab/i2vgen-xl", None,
+                 "I2VGen-XL (diffusers format): SDEdit enhancer in place of MS-Vid2Vid-XL, which has no diffusers format"),
+)
+STREAMINGT2V = Preset(
+    name="streamingt2v",
+    description=(
+        "StreamingT2V (StreamingModelscope): ModelScope T2V 1.7B makes chunk 0; the streaming UNet with CAM + APM "
+        "(PAIR/StreamingT2V) makes chunks of 16 conditioned on the last 8, 256x256, DDIM 50 steps eta 1.0, CFG 7.5, APM "
+        "anchor frame 0; I2VGen-XL enhancer at 768x768 (C=24, O=8, SDEdit 0.6, CFG 7.5, x0 blending); 8 fps, no interpolation."
+    ),
+    defaults={
+        "t2v": dict(_T2V_BASE),
+        "enhance": {"chunk_frames": 24, "overlap_frames": 8, "steps": 30, "strength": 0.6, "guidance_scale": 7.5,
+                    "eta": 0.0, "scale": 3, "blend_target": "x0"},
+        "interpolate": {"factor": 1},
+        "encode": {"default_fps": 8},
+    },
+    generators={"t2v": "stt2v_ray.models.streamingt2v:t2v"},
+    enhancer="stt2v_ray.models.streamingt2v:enhancer",
+    weights="pretrained",
+    sources=_T2V_SOURCES,
+    notes=[
+        "Enhancer: I2VGen-XL replaces the original's MS-Vid2Vid-XL (damo/Video-to-Video), which has no diffusers format.",
+        "Enhanced size 768x768 (scale 3 of 256): the original pads to 1280x720 and keeps a 720x720 picture; the enhancer "
+        "scale is an integer here, 3 is the nearest.",
+        "Chunk 0 is sampled with DDIM (the original's stage 1 used DPMSolverMultistep); text-to-video only (no image input).",
+    ],
+)
+STREAMINGT2V_TOY = Preset(
+    name="streamingt2v-toy",
+    description="streamingt2v's classes and wiring at toy size with random weights (CPU tests; pictures are noise).",
+    defaults={
+        "t2v": {**_T2V_BASE, "chunk_frames": 8, "cond_frames": 4, "steps": 2, "height": 64, "width": 64},
+        "enhance": {"chunk_frames": 8, "overlap_frames": 2, "steps": 4, "strength": 0.6, "guidance_scale": 7.5,
+                    "eta": 0.0, "scale": 1, "blend_target": "x0"},
+        "interpolate": {"factor": 1},
+        "encode": {"default_fps": 8, "preset": "veryfast"},
+        "weights": {"mode": "random"},
+    },
+    generators={"t2v": "stt2v_ray.models.streamingt2v:toy_t2v"},
+    enhancer="stt2v_ray.models.streamingt2v:toy_enhancer",
+    weights="random",
+    sources=_T2V_SOURCES,
+)
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (TINY, STREAMINGSVD, STREAMINGSVD_TOY, STREAMINGT2V, STREAMINGT2V_TOY)}
 
 
 def get_preset(name: str) -> Preset:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import time
 from dataclasses import dataclass
 
@@ -51,6 +52,21 @@ def load_and_validate(input_uri: str, overrides: list[str], storage_options: dic
     return source, source.settings(overrides, base=base)
 
 
+def preflight_weights(settings: RunSettings) -> dict:
+    """Resolve every weight the run needs (raises MissingWeightsError listing all missing); say if weights are random."""
+    preset = PRESETS[settings.preset]
+    if settings.weights.mode == "random" or not preset.sources:
+        if preset.sources:
+            print(f"WARNING: weights.mode=random: preset {preset.name!r} runs with RANDOM weights; "
+                  "the videos are for profiling only, not real output", file=sys.stderr)
+        return {"mode": "random", "real_output": False, "resolved": {}}
+    from stt2v_ray.models.weights import components_for, resolve_weights
+
+    needed = components_for(preset, {"t2v", "i2v"}, settings.enhance.enabled)
+    found = resolve_weights(preset, settings.weights.paths, needed)
+    return {"mode": "pretrained", "real_output": True, "resolved": {k: str(v.path) for k, v in found.items()}}
+
+
 def make_executor(settings: RunSettings):
     """Executors by name; the Ray one is imported only when asked for."""
     if settings.executor == "local":
@@ -66,16 +82,19 @@ def make_executor(settings: RunSettings):
     raise ValueError(f"unknown executor {settings.executor!r}")
 
 
+
 def render(input_uri: str, output_uri: str, overrides: list[str] | None = None,
            storage_options: dict | None = None, progress: Progress | None = None) -> RunSummary:
     overrides = list(overrides or [])
     source, settings = load_and_validate(input_uri, overrides, storage_options)
+    weights_note = preflight_weights(settings)  # MissingWeightsError before anything renders
     out_options = storage_options_for(output_uri, storage_options)
     progress = progress or Progress(total_videos=source.count())
     timeline, results = Timeline(), ResultsTable()
     started = time.time()
     ok = failed = 0
     executor = make_executor(settings)
+    executor.start(out_options)  # raises (nothing written) when the pools cannot be placed
     try:
         for row, extra in executor.run(source.iter_requests(), output_uri, out_options, timeline, progress):
             results.add(row, extra)
@@ -97,6 +116,7 @@ def render(input_uri: str, output_uri: str, overrides: list[str] | None = None,
             "ended": _iso(ended),
             "seconds": round(ended - started, 3),
             "videos": {"ok": ok, "failed": failed},
+            "weights": weights_note,
         }, out_options)
     return RunSummary(output_uri, ok + failed, ok, failed, ended - started)
 

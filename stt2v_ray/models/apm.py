@@ -2,7 +2,7 @@
 
 1. A CLIP image encoder embeds the anchor frame (original: OpenCLIP ViT-H-14, 1024-d; here
    transformers' `CLIPVisionModelWithProjection`).
-2. An MLP (embed -> hidden -> num_tokens x cross_attention_dim) makes image tokens, appended to
+2. An MLP (embed -> hidden -> SiLU -> num_tokens x cross_attention_dim) makes image tokens, appended to
    the text tokens (original: 16 tokens after 77 text tokens = 93).
 3. In every SPATIAL cross-attention of the base UNet an `APMAttnProcessor` mixes
    x = x_text + SiLU(alpha) * LayerNorm(Conv1d(n_text + n_img -> n_text, k=3)(tokens)), alpha = 0
@@ -90,7 +90,8 @@ class APM(nn.Module):
         hidden = hidden_dim or embed + embed // 4  # original: 1024 -> 1280
         self.image_encoder = image_encoder
         self.num_tokens, self.cross_attention_dim = num_tokens, cross_attention_dim
-        self.mlp = nn.Sequential(nn.Linear(embed, hidden), nn.GELU(), nn.Linear(hidden, num_tokens * cross_attention_dim))
+        # SiLU, as the official `ImgEmbContextResampler.context_embedding` (Linear, SiLU, Linear)
+        self.mlp = nn.Sequential(nn.Linear(embed, hidden), nn.SiLU(), nn.Linear(hidden, num_tokens * cross_attention_dim))
         self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
 

@@ -2,7 +2,7 @@
 
 Three parts, shared by both model families except the last:
 - `FrameEncoder`: the conditioning frames in PIXEL space ([-1, 1]) -> features at latent
-  resolution, added to the CAM copy's first (conv_in) output.
+  resolution, added to the CAM copy's pre-processed input (after conv_in and transformer_in).
 - `CAMInjector`: per-pixel temporal cross-attention from the base UNet's skip features
   (queries, F frames) to the CAM features (keys/values, F_cond frames); its zero-initialised
   output projection makes a fresh CAM an exact no-op.
@@ -66,8 +66,11 @@ class CAMInjector(nn.Module):
     (queries: the UNet skip features of the chunk's F frames; keys/values: the CAM features of the
     F_cond frames) -> zero-initialised Linear proj_out. Returns the RESIDUAL (caller adds it).
 
-    The same GroupNorm and proj_in are applied to both streams (each normalised over its own
-    (C, F, H, W)); the attention has no positional encoding over frames.
+    Only the queries are normalised and projected: the keys/values are the raw CAM features, as
+    the official merger does (both branches of Picsart-AI-Research/StreamingT2V: `CrossAttention`
+    in `conditioning.py` feeds `encoder_hidden_states` straight to `Attention`). The attention
+    has no positional encoding over frames. Parameter names map one-to-one onto the official
+    `norm`, `proj_in`, `attention.to_{q,k,v}`, `attention.to_out.0`, `proj_out`.
     """
 
     def __init__(self, channels: int, head_dim: int = 64, norm_groups: int = 32):
@@ -106,7 +109,9 @@ class CAMInjector(nn.Module):
         if cond.shape[1:] != x.shape[1:]:
             raise ValueError(f"CAMInjector: cond features {tuple(cond.shape[1:])} must match x features {tuple(x.shape[1:])}")
         batch = bf // num_frames
-        q_in, kv_in = self._tokens(x, num_frames), self._tokens(cond, num_cond_frames)
+        q_in = self._tokens(x, num_frames)
+        # keys/values: raw CAM features (B*Fc, C, H, W) -> (B*H*W, Fc, C), no norm, no proj_in
+        kv_in = cond.reshape(batch, num_cond_frames, c, h, w).permute(0, 3, 4, 1, 2).reshape(-1, num_cond_frames, c)
 
         def heads(t: Tensor) -> Tensor:  # (N, L, C) -> (N, heads, L, C / heads)
             return t.reshape(t.shape[0], t.shape[1], self.heads, -1).transpose(1, 2)
@@ -119,9 +124,10 @@ class CAMInjector(nn.Module):
 class CAM(nn.Module):
     """ControlNet-style trainable copy of a `UNet3DConditionModel` encoder, a frame encoder, and injectors.
 
-    Input choice (documented, as StreamingSVD does): the copy sees the noisy latents of the
-    chunk's FIRST F_cond frames (the frames that overlap the conditioning span) with the
-    frame-encoder features of the F_cond conditioning frames added to its conv_in output. Its
+    Input choice (as the official StreamingModelscope ControlNet does): the copy sees the noisy
+    latents of the chunk's FIRST F_cond frames (the frames that overlap the conditioning span),
+    with the frame-encoder features of the F_cond conditioning frames added to its
+    transformer_in output. Its
     cross-attentions get text tokens only (no APM image tokens) and use the default processor.
     Keys/values of every injector come from the copy's features (F_cond frames); queries are the
     base UNet's skip features (F frames). Injectors: one per skip connection (transformer_in
@@ -175,10 +181,11 @@ class CAM(nn.Module):
         emb = self.time_embedding(t_emb).repeat_interleave(num_frames, dim=0)
         text = text.repeat_interleave(num_frames, dim=0)
 
-        # 2. pre-process: conv_in + frame encoder features, then the temporal transformer
+        # 2. pre-process: conv_in, the temporal transformer, then + frame encoder features (the
+        #    official ControlNet adds its conditioning embedding after transformer_in)
         sample = latents.permute(0, 2, 1, 3, 4).reshape((batch * num_frames, -1) + latents.shape[3:])
-        sample = self.conv_in(sample) + self.frame_encoder(frames)
-        sample = self.transformer_in(sample, num_frames=num_frames, return_dict=False)[0]
+        sample = self.transformer_in(self.conv_in(sample), num_frames=num_frames, return_dict=False)[0]
+        sample = sample + self.frame_encoder(frames)
 
         # 3. down
         skips: tuple[Tensor, ...] = (sample,)

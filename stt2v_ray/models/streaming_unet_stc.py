@@ -76,20 +76,23 @@ class StreamingUNetSTC(nn.Module):
         num_downsamples: int = 3,
         head_dim: int = 64,
         norm_groups: int = 32,
+        frame_encoder: nn.Module | None = None,
+        injector_cls: type[CAMInjector] = CAMInjector,
     ):
+        # frame_encoder / injector_cls: the official StreamingSVD layout (stt2v_ray.models.svd_cam)
         super().__init__()
         self.unet = unet
         self.cam = _EncoderParts(unet)
         widths = unet.config.block_out_channels
-        self.frame_encoder = FrameEncoder(widths[0], frame_encoder_channels, num_downsamples)
+        self.frame_encoder = frame_encoder or FrameEncoder(widths[0], frame_encoder_channels, num_downsamples)
         # one injector per skip connection, in the order `_down` yields them, then the mid block
         skip_channels = [widths[0]]
         for i, block in enumerate(unet.down_blocks):
             skip_channels += [widths[i]] * len(block.resnets)
             if block.downsamplers is not None:
                 skip_channels.append(widths[i])
-        self.injectors = nn.ModuleList(CAMInjector(c, head_dim, norm_groups) for c in skip_channels)
-        self.mid_injector = CAMInjector(widths[-1], head_dim, norm_groups)
+        self.injectors = nn.ModuleList(injector_cls(c, head_dim, norm_groups) for c in skip_channels)
+        self.mid_injector = injector_cls(widths[-1], head_dim, norm_groups)
 
     def cam_features(
         self, sample: Tensor, timesteps: Tensor, encoder_hidden_states: Tensor, added_time_ids: Tensor, cond: Tensor

@@ -48,8 +48,12 @@ class T2VGenerator:
         model: StreamingUNet3D,
         settings: BaseModelSettings,
         device: str | torch.device = "cpu",
+        first_chunk_unet: UNet3DConditionModel | None = None,
     ):
         self.tokenizer, self.text_encoder, self.vae, self.model = tokenizer, text_encoder, vae, model
+        # The official streaming checkpoint carries its own fine-tuned copy of the base UNet
+        # (`base_model.*`); chunk 0 comes from the stock ModelScope UNet. None: model.unet.
+        self.first_chunk_unet = first_chunk_unet if first_chunk_unet is not None else model.unet
         self.settings = settings
         self.device = torch.device(device)
         self.chunk_frames, self.cond_frames = settings.chunk_frames, settings.cond_frames
@@ -107,7 +111,7 @@ class T2VGenerator:
             sample = x.permute(1, 0, 2, 3)[None].expand(2, -1, -1, -1, -1)  # (2, c, F, h, w)
             timestep = torch.tensor(t, device=dev)
             if index == 0:
-                out = self.model.unet(sample, timestep, encoder_hidden_states=state.text).sample
+                out = self.first_chunk_unet(sample, timestep, encoder_hidden_states=state.text).sample
             else:
                 out = self.model(sample, timestep, state.text, cond_frames, image_tokens)
             out = out.permute(0, 2, 1, 3, 4)  # (2, F, c, h, w)

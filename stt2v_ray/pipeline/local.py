@@ -65,5 +65,8 @@ class LocalExecutor:
         row["total_seconds"] = round(time.time() - start, 4)
         return row
 
+    def start(self, storage_options: dict | None) -> None:
+        """Nothing to start: models are built on first use."""
+
     def close(self) -> None:
         pass

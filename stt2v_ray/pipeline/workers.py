@@ -91,6 +91,24 @@ class _Inbox:
 
     def __init__(self, maxsize: int):
         self.q: queue.Queue = queue.Queue(maxsize=maxsize)
+        self.closed = False
+
+    def put(self, item) -> None:
+        while not self.closed:
+            try:
+                self.q.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        """The consumer is gone (done or failed): wake any blocked feeder and drop the rest."""
+        self.closed = True
+        while True:
+            try:
+                self.q.get_nowait()
+            except queue.Empty:
+                return
 
     def __iter__(self):
         while True:
@@ -131,7 +149,9 @@ class EnhanceWorker(Worker):
 
     def feed(self, video_id: str, frames: torch.Tensor | None) -> None:
         """Blocks while the inbox is full: the driver waits on this call, so base generation stalls too."""
-        self._inbox[video_id].q.put(frames)
+        inbox = self._inbox.get(video_id)
+        if inbox is not None:  # None: the stream already ended (it failed); nothing to do
+            inbox.put(frames)
 
     def stream(self, video_id: str) -> Iterator[torch.Tensor]:
         request, base_hw = self._stream_args.pop(video_id)
@@ -144,7 +164,9 @@ class EnhanceWorker(Worker):
                 if frames.shape[0]:
                     yield frames
         finally:
-            self._inbox.pop(video_id, None)
+            inbox = self._inbox.pop(video_id, None)
+            if inbox is not None:
+                inbox.close()
 
     # -- one segment of a gang
     def open_segment(self, request, base_hw, first_chunk: int, end_chunk: int) -> tuple[int, int, int]:

@@ -24,6 +24,7 @@ import ray
 from ray.util.placement_group import remove_placement_group
 
 from stt2v_ray.config import RunSettings
+from stt2v_ray.errors import ExecutorStartError
 from stt2v_ray.pipeline.local import base_row, video_uri
 from stt2v_ray.pipeline.shard import neighbour_borders
 from stt2v_ray.pipeline.video import frame_budget, progress_totals
@@ -31,6 +32,7 @@ from stt2v_ray.plan.chunks import base_plan, split_segments
 from stt2v_ray.runtime.pools import ExclusivePool, make_actor, make_gangs
 
 STAGES = ("base", "enhance", "interpolate", "encode")
+
 
 
 def needed_resources(settings: RunSettings) -> dict[str, float]:
@@ -58,6 +60,14 @@ class RayExecutor:
         self._started = False
 
     # ------------------------------------------------------------------ lifecycle
+    def start(self, storage_options) -> None:
+        """Join or start Ray, check the pools fit, create every actor and gang."""
+        try:
+            self._start(storage_options)
+        except Exception:
+            self.close()
+            raise
+
     def _start(self, storage_options) -> None:
         s = self.settings.ray
         if not ray.is_initialized():
@@ -92,7 +102,7 @@ class RayExecutor:
         have = ray.cluster_resources()
         for key, amount in needed_resources(self.settings).items():
             if have.get(key, 0) + 1e-9 < amount:
-                raise RuntimeError(
+                raise ExecutorStartError(
                     f"the ray pools need {amount:g} {key} in total but the cluster has {have.get(key, 0):g}. "
                     "Lower ray.*.actors / num_gpus / num_cpus, or add nodes (check `ray status`)."
                 )
@@ -114,7 +124,8 @@ class RayExecutor:
 
     # ------------------------------------------------------------------ run
     def run(self, requests, output_uri, storage_options, timeline, progress):
-        self._start(storage_options)
+        if not self._started:
+            self.start(storage_options)
         s = self.settings.ray
         limit = s.max_videos_in_flight or (s.base.actors + max(1, len(self._gangs)))
         pending: collections.deque = collections.deque()

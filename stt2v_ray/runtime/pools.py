@@ -11,6 +11,7 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from stt2v_ray.config import PoolSettings, RunSettings
+from stt2v_ray.errors import ExecutorStartError
 from stt2v_ray.runtime.actors import StageActor
 
 WORKERS = {
@@ -69,7 +70,7 @@ def make_gangs(settings: RunSettings, storage_options, timeout: float) -> list[G
             ray.get(pg.ready(), timeout=timeout)
         except ray.exceptions.GetTimeoutError:
             remove_placement_group(pg)
-            raise RuntimeError(
+            raise ExecutorStartError(
                 f"could not place enhancer gang {g}: {s.enhance_shards} bundles of {bundle(s.enhance)} within {timeout:.0f}s. "
                 "Check `ray status` and the ray.enhance settings."
             ) from None

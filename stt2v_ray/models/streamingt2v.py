@@ -1,0 +1,242 @@
+"""The `streamingt2v` preset (the original StreamingModelscope): configs and builders.
+
+Components and where their weights come from (`weights.paths.<component>` overrides each):
+- `base`: `damo-vilab/text-to-video-ms-1.7b` (diffusers format): tokenizer, CLIP text encoder,
+  VAE, and the stock ModelScope UNet that makes chunk 0 (the original's stage 1).
+- `streaming`: `PAIR/StreamingT2V` `streaming_t2v.ckpt`: the streaming UNet (the original's
+  `base_model`, a fine-tuned copy of the ModelScope UNet carrying the CAM mergers and APM
+  mixers), the CAM copy with its frame encoder, the APM MLP and the OpenCLIP ViT-H-14 image
+  encoder. The original loads this file strictly into its Lightning module, so the image
+  encoder is in it; `convert_streamingt2v` maps its OpenCLIP layout onto transformers'
+  `CLIPVisionModelWithProjection` key by key (the same network as the transformers-format copy
+  `laion/CLIP-ViT-H-14-laion2B-s32B-b79K`). A `.ckpt` is converted in memory (read only with
+  `torch.load(weights_only=True)`); a `.safetensors` from `stt2v-ray convert` loads directly.
+- `enhancer`: I2VGen-XL (`ali-vilab/i2vgen-xl`) in place of MS-Vid2Vid-XL, which has no
+  diffusers format (`stt2v_ray.models.i2vgen_enhancer`).
+
+`size="toy"` builds the SAME classes and wiring at toy widths with seeded random weights (the
+`streamingt2v-toy` preset; CPU tests). `weights.mode=random` builds full size with random
+weights: profiling only, never real output.
+
+Not supported by this generator yet (a clear error, not a silent fallback): `memory.dtype`
+other than float32, `memory.cpu_offload`, `memory.sequential_cfg` (T2VGenerator runs float32
+with its CFG halves batched). `memory.ff_chunk_size` is applied.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL, UNet3DConditionModel
+from torch import nn
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from stt2v_ray.config import RunSettings
+from stt2v_ray.models.apm import APM
+from stt2v_ray.models.cam import CAM
+from stt2v_ray.models.streaming_unet3d import StreamingUNet3D
+from stt2v_ray.models.t2v import T2VGenerator, wake_zero_init
+from stt2v_ray.models.text import build_tiny_tokenizer
+
+log = logging.getLogger(__name__)
+
+# damo-vilab/text-to-video-ms-1.7b unet/config.json (diffusers UNet3DConditionModel)
+MODELSCOPE_UNET: dict[str, Any] = dict(
+    sample_size=32, in_channels=4, out_channels=4,
+    down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
+    up_block_types=("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
+    block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, cross_attention_dim=1024,
+    attention_head_dim=64, norm_num_groups=32, norm_eps=1e-5, act_fn="silu", downsample_padding=1,
+    mid_block_scale_factor=1,
+)
+MODELSCOPE_VAE: dict[str, Any] = dict(
+    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4, sample_size=256,
+)
+# OpenCLIP ViT-H-14 text tower as ModelScope ships it (penultimate layer: 23 of 24 blocks)
+MODELSCOPE_TEXT: dict[str, Any] = dict(
+    vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
+    max_position_embeddings=77, hidden_act="gelu", projection_dim=512,
+)
+# OpenCLIP ViT-H-14 image tower (laion2b_s32b_b79k) in transformers' terms: width 1280, 32 layers,
+# 16 heads, patch 14, 224 px, MLP 4 x 1280, exact GELU, embed 1024 (= the laion transformers config)
+VIT_H_14: dict[str, Any] = dict(
+    hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16, patch_size=14,
+    image_size=224, projection_dim=1024, hidden_act="gelu", layer_norm_eps=1e-5,
+)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Sizes of one build; FULL is the official model, TOY the same wiring at toy widths."""
+
+    unet: dict[str, Any]
+    vae: dict[str, Any]
+    text: dict[str, Any]
+    vision: dict[str, Any]
+    frame_channels: tuple[int, ...]  # CAM frame encoder widths (official 32/96/256/512)
+    head_dim: int  # CAM injector head size (official 64)
+    image_tokens: int  # APM tokens (official 16)
+    text_tokens: int  # tokenizer length (official 77)
+    apm_hidden: int | None = None  # APM MLP hidden width (official 1280 = 1024 + 1024 // 4)
+
+
+FULL = Spec(MODELSCOPE_UNET, MODELSCOPE_VAE, MODELSCOPE_TEXT, VIT_H_14, (32, 96, 256, 512), 64, 16, 77, 1280)
+TOY = Spec(
+    unet=dict(MODELSCOPE_UNET, sample_size=8, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+              up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), block_out_channels=(32, 64), layers_per_block=2,
+              cross_attention_dim=32, attention_head_dim=8),
+    vae=dict(MODELSCOPE_VAE, block_out_channels=(8, 16, 16, 16), layers_per_block=1, norm_num_groups=8, sample_size=64),
+    text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, projection_dim=32),
+    vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, patch_size=8,
+                image_size=32, projection_dim=32, hidden_act="gelu"),
+    frame_channels=(8, 16, 16, 32), head_dim=16, image_tokens=4, text_tokens=32,
+)
+SIZES = {"full": FULL, "toy": TOY}
+
+
+def spec_of(size: str) -> Spec:
+    if size not in SIZES:
+        raise ValueError(f"size must be 'full' or 'toy', got {size!r}")
+    return SIZES[size]
+
+
+def vae_factor(spec: Spec) -> int:
+    return 2 ** (len(spec.vae["block_out_channels"]) - 1)
+
+
+def build_streaming_model(spec: Spec) -> StreamingUNet3D:
+    """UNet3D + CAM (ControlNet copy, frame encoder, injectors) + APM at `spec`'s sizes, module init
+    (CAM/APM zero-initialised). Works under `torch.device("meta")` for parameter counts."""
+    unet = UNet3DConditionModel(**spec.unet)
+    cam = CAM(unet, vae_scale_factor=vae_factor(spec), frame_channels=spec.frame_channels, head_dim=spec.head_dim)
+    vision = CLIPVisionModelWithProjection(CLIPVisionConfig(**spec.vision))
+    apm = APM(vision, cross_attention_dim=spec.unet["cross_attention_dim"], num_tokens=spec.image_tokens, hidden_dim=spec.apm_hidden)
+    apm.install(unet, spec.text_tokens)  # after the CAM copy: the copy keeps the default processors
+    return StreamingUNet3D(unet, cam, apm).eval()
+
+
+def _random_base(spec: Spec) -> tuple[CLIPTokenizer, CLIPTextModel, AutoencoderKL, UNet3DConditionModel]:
+    """Tokenizer stand-in (byte-level, real CLIP BPE files come with the base repo), text encoder, VAE, UNet."""
+    tokenizer = build_tiny_tokenizer(max_length=spec.text_tokens)
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+               max_position_embeddings=spec.text_tokens)
+    text = dict(spec.text, vocab_size=max(spec.text.get("vocab_size", 0), len(tokenizer)), **ids)
+    return tokenizer, CLIPTextModel(CLIPTextConfig(**text)).eval(), AutoencoderKL(**spec.vae).eval(), UNet3DConditionModel(**spec.unet).eval()
+
+
+def load_streaming_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """A `.safetensors` in this project's layout, or the official `.ckpt` converted in memory (unplaced keys: error)."""
+    from stt2v_ray.models.convert import read_checkpoint
+    from stt2v_ray.models.convert_streamingt2v import convert_streamingt2v
+
+    state = read_checkpoint(path)
+    if any(k.startswith("base_model.") for k in state):  # the official layout
+        state, unplaced = convert_streamingt2v(state)
+        if unplaced:
+            raise ValueError(f"{path}: {len(unplaced)} key(s) of the checkpoint could not be placed: {unplaced[:10]}")
+    return state
+
+
+def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strict loading whose error names every missing and unexpected key (first 8 of each)."""
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"{source}: strict loading failed: {len(missing)} missing key(s) {missing[:8]}, "
+            f"{len(unexpected)} unexpected key(s) {unexpected[:8]}"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def _check_memory(run: RunSettings) -> None:
+    mem = run.memory
+    unsupported = [name for name, on in (("memory.dtype", mem.dtype != "float32"), ("memory.cpu_offload", mem.cpu_offload),
+                                         ("memory.sequential_cfg", mem.sequential_cfg)) if on]
+    if unsupported:
+        raise ValueError(f"preset {run.preset!r}: {', '.join(unsupported)} not supported by the text-to-video generator yet (it runs float32, CFG halves batched)")
+
+
+def build_t2v(run: RunSettings, device="cpu", size: str = "full", paths: dict[str, Path] | None = None, seed: int = 0) -> T2VGenerator:
+    """The text-to-video ChunkGenerator: random (toy, or weights.mode=random) or the official weights."""
+    spec = spec_of(size)
+    _check_memory(run)
+    if size == "toy" or run.weights.mode == "random":
+        if size == "full":
+            log.warning("weights.mode=random: the streamingt2v models have RANDOM weights (profiling only); the frames are noise, not real output")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            tokenizer, text_encoder, vae, first_unet = _random_base(spec)
+            model = build_streaming_model(spec)
+        wake_zero_init(model, seed)  # a zero-init CAM/APM would compute nothing the base UNet does not
+    else:
+        if not paths or "base" not in paths or "streaming" not in paths:
+            raise ValueError("streamingt2v: pretrained weights need the resolved 'base' and 'streaming' components")
+        base = Path(paths["base"])
+        tokenizer = CLIPTokenizer.from_pretrained(base / "tokenizer", local_files_only=True)
+        text_encoder = CLIPTextModel.from_pretrained(base / "text_encoder", local_files_only=True).eval()
+        vae = AutoencoderKL.from_pretrained(base / "vae", local_files_only=True).eval()
+        first_unet = UNet3DConditionModel.from_pretrained(base / "unet", local_files_only=True).eval()
+        if tokenizer.model_max_length != spec.text_tokens:
+            raise ValueError(f"{base}: tokenizer length {tokenizer.model_max_length}, the APM mixers expect {spec.text_tokens}")
+        model = build_streaming_model(spec)
+        load_strict(model, load_streaming_state(paths["streaming"]), source=str(paths["streaming"]))
+    if run.memory.ff_chunk_size:
+        from stt2v_ray.models.memory import chunk_feed_forwards
+
+        chunk_feed_forwards(model, run.memory.ff_chunk_size)
+        chunk_feed_forwards(first_unet, run.memory.ff_chunk_size)
+    device = torch.device(device)
+    return T2VGenerator(tokenizer, text_encoder.to(device), vae.to(device), model.to(device), run.t2v, device,
+                        first_chunk_unet=first_unet.to(device))
+
+
+def resolved_paths(run: RunSettings, components: list[str]) -> dict[str, Path] | None:
+    if run.weights.mode == "random":
+        return None
+    from stt2v_ray.models.weights import resolve_weights
+    from stt2v_ray.presets import get_preset
+
+    return {k: v.path for k, v in resolve_weights(get_preset(run.preset), run.weights.paths, components).items()}
+
+
+def parameter_counts() -> dict[str, dict[str, int]]:
+    """Full-size parameter counts per component, built on the meta device (no memory, no download)."""
+    def n(m: nn.Module) -> int:
+        return sum(p.numel() for p in m.parameters())
+
+    with torch.device("meta"):
+        model = build_streaming_model(FULL)
+        _, text_encoder, vae, first_unet = _random_base(FULL)
+    apm_mixers = sum(n(p) for p in APM.processors(model.unet).values())
+    return {
+        "base": {"unet (ModelScope)": n(first_unet), "text_encoder": n(text_encoder), "vae": n(vae)},
+        "streaming": {"unet (fine-tuned copy)": n(model.unet) - apm_mixers, "apm mixers": apm_mixers, "cam": n(model.cam),
+                      "apm mlp": n(model.apm.mlp), "image_encoder (ViT-H-14)": n(model.apm.image_encoder)},
+    }
+
+
+# ---------------------------------------------------------------- preset entry points
+
+
+def t2v(run: RunSettings, device="cpu", size: str = "full"):
+    return build_t2v(run, device, size, resolved_paths(run, ["base", "streaming"]) if size == "full" else None)
+
+
+def enhancer(run: RunSettings, base_height: int, base_width: int, device="cpu", size: str = "full"):
+    from stt2v_ray.models.i2vgen_enhancer import build_i2vgen_enhancer
+
+    paths = resolved_paths(run, ["enhancer"]) if size == "full" else None
+    return build_i2vgen_enhancer(run, base_height, base_width, device, size, paths)
+
+
+def toy_t2v(run, device="cpu"):
+    return t2v(run, device, size="toy")
+
+
+def toy_enhancer(run, base_height, base_width, device="cpu"):
+    return enhancer(run, base_height, base_width, device, size="toy")
