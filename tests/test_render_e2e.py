@@ -191,3 +191,34 @@ def test_parquet_local_directory(tmp_path):
     assert main(["render", str(d), "--output", str(out), "--quiet"] + sets("enhance.enabled=false")) == 0
     rows = pq.read_table(out / "results.parquet").to_pylist()
     assert [r["num_frames"] for r in rows] == [9, 6]
+
+
+def test_manifest_to_s3(tmp_path, s3_bucket, image):
+    import s3fs
+
+    manifest = write_manifest(tmp_path / "m.yaml", [
+        {"id": "s3-t2v", "prompt": "a red circle", "num_frames": 7, "seed": 1},
+        {"id": "s3-i2v", "prompt": "a field", "image": "img.png", "num_frames": 6, "seed": 2},
+    ])
+    out = f"s3://{s3_bucket}/runs/manifest"
+    assert main(["render", str(manifest), "--output", out, "--quiet"] + sets()) == 0
+    fs = s3fs.S3FileSystem()
+    fs.invalidate_cache()
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{s3_bucket}/runs/manifest/videos")) == ["s3-i2v.mp4", "s3-t2v.mp4"]
+    with fs.open(f"{s3_bucket}/runs/manifest/results.parquet", "rb") as f:
+        rows = pq.read_table(f).to_pylist()
+    assert [(r["id"], r["status"], r["video_uri"]) for r in rows] == [
+        ("s3-t2v", "ok", f"{out}/videos/s3-t2v.mp4"), ("s3-i2v", "ok", f"{out}/videos/s3-i2v.mp4")]
+
+
+def test_demo_manifest_is_what_make_demo_promises():
+    """`make demo`: at least three prompts of at least 96 output frames, t2v and i2v both."""
+    from stt2v_ray.inputs.source import open_input
+
+    src = open_input(str(Path(__file__).resolve().parents[1] / "manifests" / "demo.yaml"))
+    assert src.validate([]) == []
+    requests = [r for r, _ in src.iter_requests()]
+    assert len(requests) >= 3
+    assert all(r.num_frames >= 96 for r in requests)
+    assert any(r.image for r in requests) and any(not r.image for r in requests)
+    assert src.settings([]).preset == "tiny"

@@ -24,7 +24,8 @@ def _chunk(**memory):
     run = RunSettings.model_validate({"preset": "streamingsvd-toy", "weights": {"mode": "random"}, "memory": memory,
                                       "i2v": {"chunk_frames": 8, "cond_frames": 3, "steps": 2, "height": 32, "width": 48}})
     gen = toy_i2v(run)
-    job = GenerationJob("a", "p", "", 3, image=torch.rand(3, 32, 48) * 2 - 1)
+    image = torch.rand(3, 32, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    job = GenerationJob("a", "p", "", 3, image=image)
     state = gen.prepare(job)
     first = gen.generate_chunk(state, 0, None, None)
     return first, gen.generate_chunk(state, 1, first[-3:], first[2])
