@@ -148,7 +148,7 @@ def _presets() -> int:
         print(f"  weights: {preset.weights}")
         counts = _parameter_counts(preset.name)
         for src in preset.sources:
-            where = src.hub_id + (f" file {src.filename}" if src.filename else " (diffusers repo)")
+            where = (src.hub_id or "no hub copy") + (f" file {src.filename}" if src.filename else " (diffusers repo)")
             print(f"  component {src.component}: {where}; setting {src.setting}; {src.description}")
             for model, n in counts.get(src.component, {}).items():
                 print(f"    {model}: {n:,} parameters (meta device, full size)")
@@ -161,6 +161,10 @@ def _presets() -> int:
 def _parameter_counts(name: str) -> dict:
     if name == "streamingsvd":
         from stt2v_ray.models.streamingsvd import parameter_counts
+
+        return parameter_counts()
+    if name == "streamingt2v":
+        from stt2v_ray.models.streamingt2v import parameter_counts
 
         return parameter_counts()
     return {}

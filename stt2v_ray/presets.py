@@ -76,6 +76,9 @@ _SVD_SOURCES = (
                  "SVD-XT UNet + CAM + conditioner (OpenCLIP ViT-H) + VAE, the original's layout (converted on load, or by `stt2v-ray convert`)"),
     WeightSource("enhancer", "ali-vilab/i2vgen-xl", None, "I2VGen-XL (diffusers format): SDEdit enhancer"),
     WeightSource("text_to_image", "stabilityai/stable-diffusion-xl-base-1.0", None, "SDXL base (diffusers format): first frame of text-to-video"),
+    WeightSource("interpolator", None, "ours.pkl",
+                 "EMA-VFI 'ours' (F=32, depth [2,2,2,4,4]): no hub copy; the authors link it from github.com/MCG-NJU/EMA-VFI. "
+                 "Set weights.paths.interpolator to ours.pkl or its converted .safetensors"),
 )
 STREAMINGSVD = Preset(
     name="streamingsvd",
@@ -93,11 +96,12 @@ STREAMINGSVD = Preset(
     },
     generators={"t2v": "stt2v_ray.models.streamingsvd:t2v", "i2v": "stt2v_ray.models.streamingsvd:i2v"},
     enhancer="stt2v_ray.models.streamingsvd:enhancer",
+    interpolator="stt2v_ray.video.ema_vfi:build_ema_vfi",
     weights="pretrained",
     sources=_SVD_SOURCES,
     notes=[
         "The enhancer runs at the base size (scale 1): the original resizes 1024x576 to 1280x720, which is not an integer scale.",
-        "Enhancer chunks share one key frame per video (the job's image), not a key frame per chunk (see i2vgen_enhancer.py).",
+        "Each enhancer chunk is conditioned on its own key frame (its first frame, enhanced alone first), as StreamingSVD does.",
     ],
 )
 # The same classes and wiring at toy size, seeded random weights: CPU tests of the real preset's code path.
@@ -115,6 +119,7 @@ STREAMINGSVD_TOY = Preset(
     },
     generators={"t2v": "stt2v_ray.models.streamingsvd:toy_t2v", "i2v": "stt2v_ray.models.streamingsvd:toy_i2v"},
     enhancer="stt2v_ray.models.streamingsvd:toy_enhancer",
+    interpolator="stt2v_ray.video.ema_vfi:build_ema_vfi_toy",
     weights="random",
     sources=_SVD_SOURCES,
 )

@@ -50,7 +50,11 @@ def converter(preset: str):
         from stt2v_ray.models import convert_svd
 
         return convert_svd
-    raise ValueError(f"no checkpoint converter for preset {preset!r} (available: streamingsvd)")
+    if preset in ("streamingt2v", "streamingt2v-toy"):
+        from stt2v_ray.models import convert_streamingt2v
+
+        return convert_streamingt2v
+    raise ValueError(f"no checkpoint converter for preset {preset!r} (available: streamingsvd, streamingt2v)")
 
 
 def convert_file(preset: str, src: str | Path, dst: str | Path) -> tuple[int, list[str]]:

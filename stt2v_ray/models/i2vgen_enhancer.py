@@ -7,12 +7,11 @@ followed by the frame-position mask (frame i > 0 carries i / (F - 1), as diffuse
 half gets zeros for both. Sampler: the repo's scheduler config when pretrained
 (`scheduler/scheduler_config.json`: beta schedule and prediction type), DDIM with eta = settings.
 
-Key frames. StreamingSVD conditions each enhancer chunk on its own first frame, enhanced
-alone first. The ChunkEnhancer contract's `predict(state, x_t, step)` does not tell which chunk
-x_t is, so this class conditions EVERY chunk on one key frame per video: the job's image when
-it has one (i2v), else none (zero image conditioning, what I2VGen-XL's CFG branch sees).
-Per-chunk key frames need the chunk's start frame in `predict` (a contract change in
-stt2v_ray/pipeline/enhance.py and shard.py): not done here.
+Key frames. StreamingSVD conditions each enhancer chunk on its own key frame: the chunk's
+first frame, enhanced alone first. `chunk_context` does that (a one-frame SDEdit run with the
+video-level conditioning: the job's image for i2v, none for t2v; noise keyed by the chunk's
+start frame), and the pipeline hands the result to `predict` for every step of that chunk,
+so shards and the in-process wavefront condition each chunk identically.
 """
 from __future__ import annotations
 
@@ -32,6 +31,7 @@ from stt2v_ray.models.job import GenerationJob
 from stt2v_ray.models.memory import chunk_feed_forwards, torch_dtype
 from stt2v_ray.models.text import build_tiny_tokenizer
 from stt2v_ray.plan.samplers import alphas_cumprod
+from stt2v_ray.plan.seeds import frame_noise
 
 ENHANCE_FPS = 16  # I2VGen-XL's fps conditioning (diffusers' pipeline default target_fps)
 
@@ -61,31 +61,46 @@ class I2VGenXLEnhancer(VideoEnhancer):
         return I2VGenState(prompt=base.prompt, embeddings=base.embeddings, key_frame=key)
 
     @torch.no_grad()
-    def _image_conditioning(self, state: I2VGenState, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def chunk_context(self, state: I2VGenState, start: int, low: torch.Tensor, seed: int) -> torch.Tensor:
+        """The key frame of the chunk starting at video frame `start`: low[0] enhanced alone -> (3, H, W)."""
+        clean = self.encode(low[:1])  # (1, c, h', w')
+        shape = tuple(clean.shape[1:])
+        x = self.noise_latents(clean, frame_noise(seed, "enhance-keyframe", [start], shape))
+        for i in range(len(self.timesteps)):
+            x0, eps = self.predict(state, x, i)
+            noise = frame_noise(seed, f"enhance-keyframe-step{i}", [start], shape) if self.settings.eta > 0 else None
+            x = self.step(x0, eps, i, noise)
+        return self.decode(x)[0]
+
+    @torch.no_grad()
+    def _image_conditioning(self, key_frame: torch.Tensor | None, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """-> image latents (2, c, F, h, w) and image embeddings (2, 1, D): [unconditional zeros, key frame]."""
         dtype = self.unet.dtype
         dim = self.image_encoder.config.projection_dim
         shape = (1, self.latent_channels, frames, self.latent_height, self.latent_width)
-        if state.key_frame is None:
+        if key_frame is None:
             return torch.zeros((2, *shape[1:]), device=self.device, dtype=dtype), torch.zeros(2, 1, dim, device=self.device, dtype=dtype)
-        key = state.key_frame[None].to(self.device, self.vae.dtype)
+        key = key_frame[None].to(self.device, self.vae.dtype)
         z = self.vae.encode(key).latent_dist.mean * self.scaling_factor  # (1, c, h, w)
         mask = [torch.ones_like(z) * ((i + 1) / max(frames - 1, 1)) for i in range(frames - 1)]
         latents = torch.stack([z] + mask, dim=2)  # (1, c, F, h, w)
         size = self.image_encoder.config.image_size
-        x = (F.interpolate(state.key_frame[None].float(), size=(size, size), mode="bicubic", antialias=True) + 1) / 2
+        x = (F.interpolate(key_frame[None].float(), size=(size, size), mode="bicubic", antialias=True) + 1) / 2
         x = (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
         embeds = self.image_encoder(pixel_values=x.to(self.device, self.image_encoder.dtype)).image_embeds[:, None]
         return (torch.cat([torch.zeros_like(latents), latents]).to(dtype), torch.cat([torch.zeros_like(embeds), embeds]).to(dtype))
 
     @torch.no_grad()
-    def predict(self, state: I2VGenState, x_t: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One chunk x_t (C, c, h', w') -> (x0, eps); CFG halves batched or, with sequential_cfg, one at a time."""
+    def predict(self, state: I2VGenState, x_t: torch.Tensor, step: int, context: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One chunk x_t (C, c, h', w') -> (x0, eps); CFG halves batched or, with sequential_cfg, one at a time.
+        `context`: the chunk's key frame from `chunk_context` (None: the video-level one)."""
         self._check_latents("predict", x_t)
         t = self.timesteps[self._check_step(step)]
         frames = x_t.shape[0]
         sample = x_t.to(self.device, self.unet.dtype).permute(1, 0, 2, 3)[None].expand(2, -1, -1, -1, -1)
-        image_latents, image_embeds = self._image_conditioning(state, frames)
+        key = context if context is not None else state.key_frame
+        image_latents, image_embeds = self._image_conditioning(key, frames)
         args = dict(encoder_hidden_states=state.embeddings, image_latents=image_latents, image_embeddings=image_embeds)
         timestep = torch.tensor([t], device=self.device)
         fps = torch.tensor([ENHANCE_FPS], device=self.device)

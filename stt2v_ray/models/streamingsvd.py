@@ -190,6 +190,8 @@ def parameter_counts() -> dict[str, dict[str, int]]:
     """Full-size parameter counts per weight component and model, built on the meta device (no memory, no download)."""
     from stt2v_ray.models.first_frame import _random_sdxl
     from stt2v_ray.models.i2vgen_enhancer import build_models as i2vgen_models
+    from stt2v_ray.video.ema_vfi import EMA_VFI_OURS
+    from stt2v_ray.video.ema_vfi_net import EMAVFI
 
     def n(m) -> int:
         return sum(p.numel() for p in m.parameters())
@@ -198,9 +200,11 @@ def parameter_counts() -> dict[str, dict[str, int]]:
         streaming, vae, image_encoder = build_models("full")
         _, text_encoder, e_vae, e_unet, e_image = i2vgen_models("full")
         sdxl = _random_sdxl("full")
+        vfi = EMAVFI(EMA_VFI_OURS)
     cam = n(streaming) - n(streaming.unet)
     return {
         "streaming": {"unet (SVD-XT)": n(streaming.unet), "cam": cam, "vae": n(vae), "image_encoder": n(image_encoder)},
         "enhancer": {"unet (I2VGen-XL)": n(e_unet), "vae": n(e_vae), "text_encoder": n(text_encoder), "image_encoder": n(e_image)},
         "text_to_image": {"unet (SDXL)": n(sdxl.unet), "vae": n(sdxl.vae), "text_encoders": n(sdxl.text_encoder) + n(sdxl.text_encoder_2)},
+        "interpolator": {"EMA-VFI (ours)": n(vfi)},
     }

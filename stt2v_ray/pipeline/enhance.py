@@ -83,12 +83,23 @@ def gather(plan: EnhancePlan, cuts: list[int], pieces: dict[int, Piece], start: 
     return torch.cat([p for _, p in parts]) if len(parts) > 1 else parts[0][1]
 
 
-def denoise_chunk(enhancer, state, recipe: EnhanceRecipe, x_t: torch.Tensor, step: int, start: int):
+def chunk_context(enhancer, state, recipe: EnhanceRecipe, start: int, low: torch.Tensor):
+    """Per-chunk conditioning computed once from the chunk's low-res frames (e.g. StreamingSVD's
+    enhanced key frame); None for enhancers without `chunk_context`. Keyed by the chunk's start
+    frame, so every executor computes the same one."""
+    fn = getattr(enhancer, "chunk_context", None)
+    return fn(state, start, low, recipe.seed) if fn is not None else None
+
+
+def denoise_chunk(enhancer, state, recipe: EnhanceRecipe, x_t: torch.Tensor, step: int, start: int, context=None):
     """Work item (k, step) for a chunk starting at video frame `start`.
 
     Returns x_{t-1} of the chunk (blend target "latents") or the pair (x0, eps) ("x0").
     """
-    x0, eps = enhancer.predict(state, x_t, step)
+    if context is None:
+        x0, eps = enhancer.predict(state, x_t, step)
+    else:
+        x0, eps = enhancer.predict(state, x_t, step, context)
     if recipe.blend_target == "x0":
         return x0, eps
     noise = recipe.step_noise(step, start, start + x_t.shape[0], tuple(x_t.shape[1:]))
@@ -152,6 +163,7 @@ def enhance_stream(
     source = _FrameSource(base_frames)
     independent = recipe.blending == "none"
     outputs: dict[int, dict[int, Piece]] = {i: {} for i in range(steps)}  # step -> chunk -> piece
+    contexts: dict[int, object] = {}  # chunk -> its conditioning, from step 0 to its last step
     emitted = 0
     span = clock or (lambda stage, unit: _nullspan())
 
@@ -166,6 +178,7 @@ def enhance_stream(
                 source.drop_before(chunks[k + 1][0] if k + 1 < K else e)
             with span("enhance", f"chunk {k} step {i}"):
                 if i == 0:
+                    contexts[k] = chunk_context(enhancer, state, recipe, s, low)
                     x = initial_latents(enhancer, recipe, k, enhancer.encode(low), s)
                 elif independent:
                     x = own_latents(enhancer, recipe, outputs[i - 1].pop(k), i - 1)
@@ -173,8 +186,9 @@ def enhance_stream(
                     x = next_latents(enhancer, recipe, plan, recipe.cuts(i - 1), outputs[i - 1], i - 1, s, e)
                     # (k-1, i-1) has now served (k-2, i), (k-1, i) and (k, i).
                     outputs[i - 1].pop(k - 1, None)
-                outputs[i][k] = (s, denoise_chunk(enhancer, state, recipe, x, i, s))
+                outputs[i][k] = (s, denoise_chunk(enhancer, state, recipe, x, i, s, contexts[k]))
             if i == steps - 1:
+                contexts.pop(k)
                 # Frames before chunk k+1 starts are covered by no later chunk: final now.
                 ready_to = chunks[k + 1][0] if k + 1 < K else plan.padded_frames
                 if ready_to > emitted:

@@ -19,6 +19,7 @@ import torch
 from stt2v_ray.pipeline.enhance import (
     EnhanceRecipe,
     Piece,
+    chunk_context,
     denoise_chunk,
     gather,
     initial_latents,
@@ -42,6 +43,7 @@ class SegmentEnhancer:
         self.frame_start, self.frame_end = chunks[first_chunk][0], chunks[end_chunk - 1][1]
         self._low: dict[int, torch.Tensor] = {}  # video frame -> low-res frame (until step 0)
         self._out: dict[int, Piece] = {}  # chunk -> its output at the last step run
+        self._ctx: dict[int, object] = {}  # chunk -> its conditioning (computed at step 0)
         self._step = -1
         self.clock = clock
 
@@ -100,8 +102,9 @@ class SegmentEnhancer:
             s = self.plan.chunks[k][0]
             with self._span(f"chunk {k} step {i}"):
                 if isinstance(x, tuple):
+                    self._ctx[k] = chunk_context(self.enhancer, self.state, r, s, x[1])
                     x = initial_latents(self.enhancer, r, k, self.enhancer.encode(x[1]), s)
-                out[k] = (s, denoise_chunk(self.enhancer, self.state, r, x, i, s))
+                out[k] = (s, denoise_chunk(self.enhancer, self.state, r, x, i, s, self._ctx[k]))
         self._out, self._step = out, i
         if i == 0:
             self._low.clear()
@@ -136,7 +139,7 @@ class SegmentEnhancer:
                     latents = next_latents(self.enhancer, r, self.plan, cuts, pieces, last, a, b)
                 frames = self.enhancer.decode(latents)
             yield a, frames
-        self._out = {}
+        self._out, self._ctx = {}, {}
 
     def _span(self, unit: str):
         from stt2v_ray.pipeline.enhance import _nullspan

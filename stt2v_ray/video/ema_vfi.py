@@ -205,3 +205,11 @@ def build_ema_vfi(run_settings, device: str | torch.device = "cpu") -> EMAVFIInt
     else:
         model = load_ema_vfi(_weights_path(run_settings), EMA_VFI_OURS)
     return EMAVFIInterpolator(model, device)
+
+
+def build_ema_vfi_toy(run_settings, device: str | torch.device = "cpu") -> EMAVFIInterpolator:
+    """The toy config with seeded random weights (the `streamingsvd-toy` preset: CPU tests)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = EMAVFI(EMA_VFI_TOY)
+    return EMAVFIInterpolator(model, device)

@@ -101,3 +101,33 @@ def test_cuts_change_with_seed_and_step():
     assert r.cuts(0) != r.cuts(1) or r.cuts(0) != EnhanceRecipe(plan=plan, seed=2, num_steps=3).cuts(0)
     assert all(0 <= c < 4 for c in r.cuts(0))
     assert EnhanceRecipe(plan=plan, seed=1, num_steps=3, blending="none").cuts(0) == [2] * (plan.num_chunks - 1)
+
+
+class KeyFrameEnhancer(ArithmeticEnhancer):
+    """Adds a per-chunk context (like StreamingSVD's enhanced key frame) that changes the prediction."""
+
+    def __init__(self):
+        self.contexts = []
+
+    def chunk_context(self, state, start, low, seed):
+        self.contexts.append(start)
+        return low[0].mean() + start * 0.001 + seed * 0.0001
+
+    def predict(self, state, x, step, context=None):
+        assert context is not None, "chunk context not passed on"
+        x0, eps = super().predict(state, x, step)
+        return x0 + context, eps - context
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3])
+def test_chunk_context_is_computed_once_per_chunk_and_used_identically(shards):
+    plan = enhance_plan(40, 8, 3)
+    recipe = EnhanceRecipe(plan=plan, seed=5, num_steps=3)
+    _, pieces = base_pieces(plan.padded_frames, seed=2)
+    wave_enh, seg_enh = KeyFrameEnhancer(), KeyFrameEnhancer()
+    wave = torch.cat(list(enhance_stream(wave_enh, None, recipe, iter(pieces))))
+    seg = torch.cat(list(enhance_by_segments(seg_enh, None, recipe, iter(pieces), shards)))
+    assert torch.equal(seg, wave)
+    assert sorted(wave_enh.contexts) == sorted(seg_enh.contexts) == [s for s, _ in plan.chunks]
+    plain = torch.cat(list(enhance_stream(ArithmeticEnhancer(), None, recipe, iter(pieces))))
+    assert not torch.equal(plain, wave)  # the context really reaches the prediction
