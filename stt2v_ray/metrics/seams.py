@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor
 
 from stt2v_ray.metrics.flow import check_frames, consecutive_flows, to_255

@@ -22,6 +22,7 @@ frames at ~50% more time with all of them on):
 """
 from __future__ import annotations
 
+import contextlib
 import types
 
 import torch
@@ -151,3 +152,48 @@ class MemoryUNet(nn.Module):
             for i in range(sample.shape[0])
         ]
         return torch.cat(outs).float()
+
+
+# ---------------------------------------------------------------- stage-wise offload (text-to-video family)
+
+
+@contextlib.contextmanager
+def on_device(device: torch.device, offload: bool, *modules: nn.Module):
+    """memory.cpu_offload for one stage: `modules` on `device` inside the block, back on the CPU after.
+
+    A no-op without offload (the modules stay where the caller put them)."""
+    if not offload:
+        yield
+        return
+    for module in modules:
+        module.to(device)
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.to("cpu")
+
+
+def to_device_except(root: nn.Module, device: torch.device, keep: list[nn.Module]) -> None:
+    """Move `root` to `device` except the subtrees `keep` (left where they are: the offloaded parts).
+
+    Never moves a kept subtree, so the device never holds the offloaded weights, not even for a moment."""
+    kept = {id(m) for m in keep}
+
+    def holds_kept(module: nn.Module) -> bool:
+        return any(id(m) in kept for m in module.modules())
+
+    def place(module: nn.Module) -> None:
+        if id(module) in kept:
+            return
+        if not holds_kept(module):
+            module.to(device)
+            return
+        for name, param in module.named_parameters(recurse=False):
+            param.data = param.data.to(device)
+        for name, buf in module.named_buffers(recurse=False):
+            module._buffers[name] = buf.to(device)
+        for child in module.children():
+            place(child)
+
+    place(root)

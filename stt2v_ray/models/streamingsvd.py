@@ -26,7 +26,8 @@ from stt2v_ray.config import BaseModelSettings, RunSettings
 from stt2v_ray.models.i2v import I2VGenerator
 from stt2v_ray.models.memory import MemoryImageEncoder, MemoryUNet, MemoryVAE, chunk_feed_forwards, torch_dtype
 from stt2v_ray.models.streaming_unet_stc import StreamingUNetSTC
-from stt2v_ray.models.svd_cam import SVDCAMInjector, SVDFrameEncoder
+from stt2v_ray.models.cam import CAMInjector
+from stt2v_ray.models.svd_cam import SVDFrameEncoder
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def build_models(size: str = "full", seed: int = 0) -> tuple[StreamingUNetSTC, A
         widths = unet.config.block_out_channels
         frame_encoder = SVDFrameEncoder(widths[0], CAM_FRAME_CHANNELS if full else TOY_FRAME_CHANNELS)
         head_dim = 64 if full else 16
-        streaming = StreamingUNetSTC(unet, head_dim=head_dim, frame_encoder=frame_encoder, injector_cls=SVDCAMInjector)
+        streaming = StreamingUNetSTC(unet, head_dim=head_dim, frame_encoder=frame_encoder, injector_cls=CAMInjector)
         vae = AutoencoderKLTemporalDecoder(**(SVD_XT_VAE if full else TOY_VAE))
         image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**(SVD_XT_IMAGE_ENCODER if full else TOY_IMAGE_ENCODER)))
     return streaming.eval(), vae.eval(), image_encoder.eval()

@@ -18,9 +18,30 @@ Components and where their weights come from (`weights.paths.<component>` overri
 `streamingt2v-toy` preset; CPU tests). `weights.mode=random` builds full size with random
 weights: profiling only, never real output.
 
-Not supported by this generator yet (a clear error, not a silent fallback): `memory.dtype`
-other than float32, `memory.cpu_offload`, `memory.sequential_cfg` (T2VGenerator runs float32
-with its CFG halves batched). `memory.ff_chunk_size` is applied.
+Memory-optimised mode (`memory.*`, see `stt2v_ray.models.memory`), and its expected effect on
+a GPU at full size (256x256, 16-frame chunks; sizes from `parameter_counts`: streaming UNet
+1.41 B + CAM ~0.6 B + ViT-H image tower 0.63 B + first-chunk UNet 1.41 B + text encoder 0.34 B
++ VAE 0.08 B, ~4.5 B parameters, ~18 GB of float32 weights):
+- `memory.dtype` float16/bfloat16: every model cast (UNets, CAM, APM, text encoder, VAE);
+  inputs cast at each model's boundary and outputs back to float32, so noise, CFG and the DDIM
+  update stay float32. Halves weights (~18 -> ~9 GB) and activations; faster on tensor cores.
+  float16 is how diffusers ships ModelScope (`variant="fp16"`); CPUs: float32 or bfloat16.
+- `memory.cpu_offload`: the text encoder (per video, in `prepare`), the APM image encoder (per
+  chunk, for the anchor's tokens), the CAM (per chunk, for its denoising loop), the first-chunk
+  UNet (chunk 0 only) and the VAE (per chunk, for decoding) live on the CPU and move to the
+  device only for that stage. Keeps ~4.1 B of the ~4.5 B parameters off the device outside their
+  stage (the streaming UNet, APM MLP and mixers stay); costs one host-to-device copy of each per
+  use (the CAM: ~2.4 GB fp32 / ~1.2 GB half per chunk, small next to 50 sampler steps).
+- `memory.sequential_cfg`: the unconditional and conditional halves run as two batch-1
+  forwards: about half the UNet/CAM activation memory, a little slower (less batching). Equal
+  to the batched forward up to float rounding (tests: max |diff| of frames below 1e-4 at toy size).
+- `memory.vae_decode_chunk`: frames per VAE decode call. ModelScope's VAE is a 2D image VAE that
+  decodes frames independently, so unlike SVD's temporal decoder the value changes only memory
+  (decoder activations scale with it) and speed, the pixels only up to rounding of batched
+  kernels; a chunk always decodes with the same grouping, so frames stay reproducible for a
+  given value. (The `tiny` preset decodes one frame at a time.)
+- `memory.ff_chunk_size`: feed-forward chunking of the streaming UNet, the CAM and the
+  first-chunk UNet (as the original's memopt does for the UNet and CAM).
 """
 from __future__ import annotations
 
@@ -37,6 +58,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisio
 from stt2v_ray.config import RunSettings
 from stt2v_ray.models.apm import APM
 from stt2v_ray.models.cam import CAM
+from stt2v_ray.models.memory import chunk_feed_forwards, torch_dtype
 from stt2v_ray.models.streaming_unet3d import StreamingUNet3D
 from stt2v_ray.models.t2v import T2VGenerator, wake_zero_init
 from stt2v_ray.models.text import build_tiny_tokenizer
@@ -153,18 +175,9 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -
     model.load_state_dict(state, strict=True)
 
 
-def _check_memory(run: RunSettings) -> None:
-    mem = run.memory
-    unsupported = [name for name, on in (("memory.dtype", mem.dtype != "float32"), ("memory.cpu_offload", mem.cpu_offload),
-                                         ("memory.sequential_cfg", mem.sequential_cfg)) if on]
-    if unsupported:
-        raise ValueError(f"preset {run.preset!r}: {', '.join(unsupported)} not supported by the text-to-video generator yet (it runs float32, CFG halves batched)")
-
-
 def build_t2v(run: RunSettings, device="cpu", size: str = "full", paths: dict[str, Path] | None = None, seed: int = 0) -> T2VGenerator:
     """The text-to-video ChunkGenerator: random (toy, or weights.mode=random) or the official weights."""
     spec = spec_of(size)
-    _check_memory(run)
     if size == "toy" or run.weights.mode == "random":
         if size == "full":
             log.warning("weights.mode=random: the streamingt2v models have RANDOM weights (profiling only); the frames are noise, not real output")
@@ -185,14 +198,23 @@ def build_t2v(run: RunSettings, device="cpu", size: str = "full", paths: dict[st
             raise ValueError(f"{base}: tokenizer length {tokenizer.model_max_length}, the APM mixers expect {spec.text_tokens}")
         model = build_streaming_model(spec)
         load_strict(model, load_streaming_state(paths["streaming"]), source=str(paths["streaming"]))
-    if run.memory.ff_chunk_size:
-        from stt2v_ray.models.memory import chunk_feed_forwards
+    return with_memory_settings(run, tokenizer, text_encoder, vae, model, first_unet, device)
 
-        chunk_feed_forwards(model, run.memory.ff_chunk_size)
-        chunk_feed_forwards(first_unet, run.memory.ff_chunk_size)
-    device = torch.device(device)
-    return T2VGenerator(tokenizer, text_encoder.to(device), vae.to(device), model.to(device), run.t2v, device,
-                        first_chunk_unet=first_unet.to(device))
+
+def with_memory_settings(run: RunSettings, tokenizer, text_encoder, vae, model: StreamingUNet3D, first_unet, device) -> T2VGenerator:
+    """The generator with run.memory applied to CPU-resident float32 models (see the module docstring)."""
+    mem, device = run.memory, torch.device(device)
+    if mem.ff_chunk_size:
+        chunk_feed_forwards(model, mem.ff_chunk_size)
+        chunk_feed_forwards(first_unet, mem.ff_chunk_size)
+    dtype = torch_dtype(mem)
+    for module in (text_encoder, vae, model, first_unet):
+        module.to(dtype)  # on the CPU: with offload the device never holds what stays off it
+    if not mem.cpu_offload:  # with offload the generator places them
+        for module in (text_encoder, vae, model, first_unet):
+            module.to(device)
+    return T2VGenerator(tokenizer, text_encoder, vae, model, run.t2v, device, first_chunk_unet=first_unet,
+                        offload=mem.cpu_offload, sequential_cfg=mem.sequential_cfg, decode_chunk=mem.vae_decode_chunk)
 
 
 def resolved_paths(run: RunSettings, components: list[str]) -> dict[str, Path] | None:

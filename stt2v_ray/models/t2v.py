@@ -7,6 +7,14 @@ steps_offset 1 and epsilon prediction, as Modelscope's scheduler config.
 Plain 2-way CFG as in the original code (the unconditional half: negative prompt + zero-image
 tokens); both halves run in ONE forward pass, and the VAE decodes one frame at a time, so a
 chunk's frames do not depend on which executor or shard computes it.
+
+Memory options (all off by default; `stt2v_ray.models.streamingt2v` maps `memory.*` onto them):
+- the models' dtype is whatever the caller cast them to: inputs are cast to it at each model's
+  boundary and outputs back to float32, so the sampler math (noise, CFG, DDIM) stays float32;
+- `offload`: the text encoder, the VAE, the APM image encoder, the CAM and a separate first-chunk
+  UNet live on the CPU and move to the device only for the stage that uses them;
+- `sequential_cfg`: the unconditional and conditional halves run as two forwards of batch 1;
+- `decode_chunk`: frames per VAE decode call (the 2D VAE decodes frames independently).
 """
 from __future__ import annotations
 
@@ -21,6 +29,7 @@ from stt2v_ray.config import BaseModelSettings
 from stt2v_ray.models.apm import APM
 from stt2v_ray.models.cam import CAM
 from stt2v_ray.models.job import GenerationJob
+from stt2v_ray.models.memory import on_device, to_device_except
 from stt2v_ray.models.streaming_unet3d import StreamingUNet3D
 from stt2v_ray.models.text import build_tiny_text_encoder, build_tiny_tokenizer, encode_text
 from stt2v_ray.plan import samplers, seeds
@@ -49,6 +58,10 @@ class T2VGenerator:
         settings: BaseModelSettings,
         device: str | torch.device = "cpu",
         first_chunk_unet: UNet3DConditionModel | None = None,
+        *,
+        offload: bool = False,
+        sequential_cfg: bool = False,
+        decode_chunk: int = 1,
     ):
         self.tokenizer, self.text_encoder, self.vae, self.model = tokenizer, text_encoder, vae, model
         # The official streaming checkpoint carries its own fine-tuned copy of the base UNet
@@ -65,11 +78,27 @@ class T2VGenerator:
             )
         self.alphas_cumprod = samplers.alphas_cumprod(NUM_TRAIN_TIMESTEPS, "scaled_linear", 0.00085, 0.012)
         self.timesteps = samplers.ddim_timesteps(settings.steps, NUM_TRAIN_TIMESTEPS, "leading", STEPS_OFFSET)
+        if decode_chunk < 1:
+            raise ValueError(f"T2VGenerator: decode_chunk must be >= 1, got {decode_chunk}")
+        self.offload, self.sequential_cfg, self.decode_chunk = offload, sequential_cfg, decode_chunk
+        if offload:  # this generator places its models: offloaded ones on the CPU, the rest on the device
+            keep = self.offloaded_modules()
+            for module in keep:
+                module.to("cpu")
+            to_device_except(self.model, self.device, keep)
+            if self.first_chunk_unet is not self.model.unet:
+                self.first_chunk_unet.to("cpu")
+
+    def offloaded_modules(self) -> list[torch.nn.Module]:
+        """What `offload` keeps on the CPU between uses (the first-chunk UNet only if it is separate)."""
+        modules = [self.text_encoder, self.vae, self.model.apm.image_encoder, self.model.cam]
+        return modules + ([self.first_chunk_unet] if self.first_chunk_unet is not self.model.unet else [])
 
     @torch.no_grad()
     def prepare(self, job: GenerationJob) -> T2VState:
-        text = encode_text(self.tokenizer, self.text_encoder, [job.negative_prompt, job.prompt])
-        return T2VState(seed=job.seed, text=text.to(self.device))
+        with on_device(self.device, self.offload, self.text_encoder):
+            text = encode_text(self.tokenizer, self.text_encoder, [job.negative_prompt, job.prompt])
+        return T2VState(seed=job.seed, text=text.float().to(self.device))
 
     def _check(self, index: int, cond: Tensor | None, anchor: Tensor | None) -> None:
         if index < 0:
@@ -97,37 +126,56 @@ class T2VGenerator:
 
         # 2. Conditioning of the streaming chunks: CAM frames for both CFG halves, APM tokens
         #    of [zero image, anchor] (unconditional half first, as the text)
+        #    (inputs in the models' dtype; the sampler below stays float32)
+        unet = self.first_chunk_unet if index == 0 else self.model
+        dtype = next(unet.parameters()).dtype
+        text = state.text.to(dtype)
         cond_frames = image_tokens = None
         if index > 0:
-            cond_frames = cond.to(dev, torch.float32)[None].expand(2, -1, -1, -1, -1)  # (2, Fc, 3, H, W)
+            cond_frames = cond.to(dev, dtype)[None].expand(2, -1, -1, -1, -1)  # (2, Fc, 3, H, W)
             anchor = anchor.to(dev, torch.float32)
-            image_tokens = self.model.apm(torch.stack([torch.zeros_like(anchor), anchor]))  # (2, n_img, D)
+            with on_device(dev, self.offload, self.model.apm.image_encoder):
+                images = torch.stack([torch.zeros_like(anchor), anchor]).to(dtype)
+                image_tokens = self.model.apm(images)  # (2, n_img, D)
 
         # 3. Initial noise, keyed by chunk
         x = seeds.randn(latent_shape, state.seed, "t2v-init", index).to(dev)  # (F, c, h, w)
 
-        # 4. Denoising loop: one forward per step, CFG halves batched
-        for step, t in enumerate(self.timesteps):
-            sample = x.permute(1, 0, 2, 3)[None].expand(2, -1, -1, -1, -1)  # (2, c, F, h, w)
-            timestep = torch.tensor(t, device=dev)
-            if index == 0:
-                out = self.first_chunk_unet(sample, timestep, encoder_hidden_states=state.text).sample
-            else:
-                out = self.model(sample, timestep, state.text, cond_frames, image_tokens)
-            out = out.permute(0, 2, 1, 3, 4)  # (2, F, c, h, w)
-            eps = out[0] + s.guidance_scale * (out[1] - out[0])
-            a_t = samplers.alpha_bar_at(self.alphas_cumprod, t)
-            a_prev = samplers.alpha_bar_at(self.alphas_cumprod, samplers.prev_timestep(t, s.steps, NUM_TRAIN_TIMESTEPS))
-            x0, eps = samplers.to_x0_eps(x, eps, a_t, "epsilon")
-            noise = None
-            if samplers.ddim_sigma(a_t, a_prev, s.eta) > 0.0:
-                noise = seeds.randn(latent_shape, state.seed, "t2v-step", index, step).to(dev)
-            x = samplers.ddim_step(x0, eps, a_t, a_prev, s.eta, noise)
+        # 4. Denoising loop: one forward per step, CFG halves batched (or one after the other)
+        loop_modules = [self.model.cam] if index > 0 else [m for m in self.offloaded_modules() if m is self.first_chunk_unet]
+        with on_device(dev, self.offload, *loop_modules):
+            for step, t in enumerate(self.timesteps):
+                sample = x.permute(1, 0, 2, 3)[None].expand(2, -1, -1, -1, -1).to(dtype)  # (2, c, F, h, w)
+                timestep = torch.tensor(t, device=dev)
+                out = self._predict(index, sample, timestep, text, cond_frames, image_tokens).float()
+                out = out.permute(0, 2, 1, 3, 4)  # (2, F, c, h, w)
+                eps = out[0] + s.guidance_scale * (out[1] - out[0])
+                a_t = samplers.alpha_bar_at(self.alphas_cumprod, t)
+                a_prev = samplers.alpha_bar_at(self.alphas_cumprod, samplers.prev_timestep(t, s.steps, NUM_TRAIN_TIMESTEPS))
+                x0, eps = samplers.to_x0_eps(x, eps, a_t, "epsilon")
+                noise = None
+                if samplers.ddim_sigma(a_t, a_prev, s.eta) > 0.0:
+                    noise = seeds.randn(latent_shape, state.seed, "t2v-step", index, step).to(dev)
+                x = samplers.ddim_step(x0, eps, a_t, a_prev, s.eta, noise)
 
-        # 5. Decode one frame at a time
-        scale = self.vae.config.scaling_factor
-        frames = [self.vae.decode(x[i : i + 1] / scale).sample for i in range(x.shape[0])]
+        # 5. Decode `decode_chunk` frames per call (default one at a time)
+        scale, k = self.vae.config.scaling_factor, self.decode_chunk
+        with on_device(dev, self.offload, self.vae):
+            vae_dtype = next(self.vae.parameters()).dtype
+            frames = [self.vae.decode((x[i : i + k] / scale).to(vae_dtype)).sample.float() for i in range(0, x.shape[0], k)]
         return torch.cat(frames).clamp(-1.0, 1.0).float().cpu()
+
+    def _predict(self, index: int, sample: Tensor, timestep: Tensor, text: Tensor, cond_frames: Tensor | None,
+                 image_tokens: Tensor | None) -> Tensor:
+        """Noise prediction for both CFG halves (2, c, F, h, w): one batch-2 forward, or two batch-1 ones."""
+        def forward(half: slice) -> Tensor:
+            if index == 0:
+                return self.first_chunk_unet(sample[half], timestep, encoder_hidden_states=text[half]).sample
+            return self.model(sample[half], timestep, text[half], cond_frames[half], image_tokens[half])
+
+        if not self.sequential_cfg:
+            return forward(slice(None))
+        return torch.cat([forward(slice(0, 1)), forward(slice(1, 2))])
 
 
 # ---------------------------------------------------------------- tiny preset

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from stt2v_ray.models import convert_svd
-from stt2v_ray.models.convert import UnsafeCheckpointError, convert_file, read_checkpoint
+from stt2v_ray.models.convert import UnsafeCheckpointError, read_checkpoint
 from stt2v_ray.models.streamingsvd import TOY_UNET, build_models
 
 
