@@ -220,7 +220,7 @@ def profile(args) -> dict:
         render_seconds = time.perf_counter() - start
         clock.fold()
 
-    units = [{**r, "seconds": round(r["seconds"], 4)} for r in clock.rows]
+    units = clock.rows  # unrounded: a span of microseconds (e.g. base "prepare") must not read as 0
     return {
         "device": {"type": device.type, "name": device_name(device)},
         "versions": {"torch": torch.__version__, "diffusers": _version("diffusers"), "python": platform.python_version()},

@@ -135,8 +135,8 @@ class T2VGenerator:
             cond_frames = cond.to(dev, dtype)[None].expand(2, -1, -1, -1, -1)  # (2, Fc, 3, H, W)
             anchor = anchor.to(dev, torch.float32)
             with on_device(dev, self.offload, self.model.apm.image_encoder):
-                images = torch.stack([torch.zeros_like(anchor), anchor]).to(dtype)
-                image_tokens = self.model.apm(images)  # (2, n_img, D)
+                # float32 pixels: the resize has no CPU half kernels; CLIP casts them at its patch embedding
+                image_tokens = self.model.apm(torch.stack([torch.zeros_like(anchor), anchor])).to(dtype)  # (2, n_img, D)
 
         # 3. Initial noise, keyed by chunk
         x = seeds.randn(latent_shape, state.seed, "t2v-init", index).to(dev)  # (F, c, h, w)
