@@ -25,7 +25,6 @@ import platform
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,20 +43,14 @@ from stt2v_ray.presets import get_preset  # noqa: E402
 MIB = 2**20
 
 # Memory settings each generator family supports (stt2v_ray/models/memory.py, streamingsvd.py,
-# streamingt2v.py). Half precision is float16 on CUDA, bfloat16 on CPU (CPU has no fast fp16).
-MEMOPT = {
-    "streamingsvd": {"dtype": "half", "cpu_offload": True, "ff_chunk_size": 2, "vae_decode_chunk": 4, "sequential_cfg": True},
-    # T2VGenerator runs float32 with batched CFG halves: only feed-forward chunking applies
-    # (streamingt2v._check_memory rejects the other knobs with a clear error).
-    "streamingt2v": {"ff_chunk_size": 2},
-    "tiny": {},  # the tiny builders take no memory settings
-}
+# streamingt2v.py: each module's docstring gives the knobs' expected effects). Half precision is
+# float16 on CUDA, bfloat16 on CPU (CPUs have no fast float16). ff_chunk_size 2 and
+# vae_decode_chunk 4 are the original's --use_memopt values.
+_ALL = {"dtype": "half", "cpu_offload": True, "ff_chunk_size": 2, "vae_decode_chunk": 4, "sequential_cfg": True}
+MEMOPT = {"streamingsvd": _ALL, "streamingt2v": _ALL, "tiny": {}}
 MEMOPT_NOT_APPLIED = {
-    "streamingsvd": {},
-    "streamingt2v": {k: "not supported by the streamingt2v text-to-video generator (float32, CFG halves batched)"
-                     for k in ("dtype", "cpu_offload", "sequential_cfg", "vae_decode_chunk")},
-    "tiny": {k: "the tiny preset's builders ignore memory settings"
-             for k in ("dtype", "cpu_offload", "ff_chunk_size", "vae_decode_chunk", "sequential_cfg")},
+    "streamingsvd": {}, "streamingt2v": {},
+    "tiny": {k: "the tiny preset's builders take no memory settings" for k in _ALL},
 }
 
 

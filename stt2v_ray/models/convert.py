@@ -63,9 +63,9 @@ def convert_file(preset: str, src: str | Path, dst: str | Path) -> tuple[int, li
 
     kwargs = {}
     if preset == "streamingsvd-toy":  # the toy preset's sizes (same classes)
-        from stt2v_ray.models.streamingsvd import TOY_UNET
+        from stt2v_ray.models.streamingsvd import TOY_UNET, TOY_VAE
 
-        kwargs = dict(unet_config=TOY_UNET, vae_levels=3, vae_layers=1)
+        kwargs = dict(unet_config=TOY_UNET, vae_levels=len(TOY_VAE["block_out_channels"]), vae_layers=TOY_VAE["layers_per_block"])
     ours, unplaced = converter(preset).convert_state_dict(read_checkpoint(src), **kwargs)
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)

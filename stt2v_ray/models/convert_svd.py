@@ -10,15 +10,19 @@ Lightning module, whose children give the key prefixes (code/config.yaml, `modul
 - `controlnet.*`: the CAM copy (input_blocks + middle_block + time/label embeddings, sgm naming)
   and its frame encoder `controlnet_cond_embedding` (conv_in, blocks, norms, conv_out);
 - `conditioner.embedders.0.open_clip.model.visual.*`: OpenCLIP ViT-H/14 image tower;
-  `conditioner.embedders.3.encoder.*`: a second copy of the VAE encoder (image latents);
-- `first_stage_model.{encoder,decoder}.*`: the VAE (ldm encoder, temporal `VideoDecoder`).
+  `conditioner.embedders.3.encoder.*`: an sgm `AutoencoderKLModeOnly` (`encoder`, 2-D `decoder`,
+  `quant_conv`, `post_quant_conv`) whose `encode` (encoder -> quant_conv -> mode) makes the image
+  latents the UNet is conditioned on;
+- `first_stage_model.{encoder,decoder}.*`: an sgm `AutoencodingEngine` (no quant convs) whose
+  temporal `VideoDecoder` decodes every chunk; its `encoder` is never called at inference.
 Ours: `streaming.*` (StreamingUNetSTC: unet / cam / frame_encoder / injectors / mid_injector,
 diffusers naming), `vae.*` (AutoencoderKLTemporalDecoder), `image_encoder.*`
 (CLIPVisionModelWithProjection).
 
-Keys deliberately dropped (reported as such, not as unplaced): the OpenCLIP text-tower leftovers
-and the conditioner's VAE-encoder copy (`embedders.3`); the copy must equal
-`first_stage_model.encoder` or conversion reports it.
+Our VAE (`vae.*`) is therefore assembled as the original uses it: encoder + quant_conv from the
+conditioner's autoencoder, decoder from `first_stage_model`. Keys deliberately dropped (not reported
+as unplaced; `IGNORED` lists their prefixes): the OpenCLIP text-tower leftovers, the conditioner
+autoencoder's unused 2-D decoder and post_quant_conv, and `first_stage_model.encoder`.
 """
 from __future__ import annotations
 
@@ -31,8 +35,9 @@ from stt2v_ray.models.streamingsvd import SVD_XT_UNET
 
 UNET, CAM = "model.diffusion_model.", "controlnet."
 CLIP = "conditioner.embedders.0.open_clip.model."
-VAE_COPY = "conditioner.embedders.3.encoder."
+COND_AE = "conditioner.embedders.3.encoder."
 FIRST_STAGE = "first_stage_model."
+IGNORED = (COND_AE + "decoder.", COND_AE + "post_quant_conv.", FIRST_STAGE + "encoder.")  # + CLIP keys outside visual.
 
 RES = [("in_layers.0.", "spatial_res_block.norm1."), ("in_layers.2.", "spatial_res_block.conv1."),
        ("emb_layers.1.", "spatial_res_block.time_emb_proj."), ("out_layers.0.", "spatial_res_block.norm2."),
@@ -192,13 +197,13 @@ def convert_state_dict(state: dict[str, torch.Tensor], unet_config: dict | None 
             for new, part in targets:
                 v = value.chunk(3, dim=0)[part] if part is not None else value
                 place(key, "image_encoder." + new, v.t().contiguous() if new.endswith("visual_projection.weight") else v)
-        elif key.startswith(CLIP) or key.startswith(VAE_COPY):
-            continue  # text-tower leftovers / the encoder copy (checked below)
-        elif key.startswith(FIRST_STAGE):
-            rest = key[len(FIRST_STAGE):]
-            if rest.startswith(("quant_conv.", "post_quant_conv.")):
-                place(key, "vae." + rest, value) if rest.startswith("quant_conv.") else unplaced.append(f"{key} (no post_quant_conv in the temporal VAE)")
-            elif not by_rules(key, rest, vae_rules, "vae."):
+        elif key.startswith(CLIP) or key.startswith(IGNORED):
+            continue  # text-tower leftovers / parts the original never runs at inference
+        elif key.startswith(COND_AE + "quant_conv."):
+            place(key, "vae." + key[len(COND_AE):], value)
+        elif key.startswith((COND_AE, FIRST_STAGE)):  # what is left: the used encoder and decoder
+            rest = key.removeprefix(COND_AE) if key.startswith(COND_AE) else key.removeprefix(FIRST_STAGE)
+            if not by_rules(key, rest, vae_rules, "vae."):
                 unplaced.append(f"{key} (no rule for this VAE key)")
         else:
             unplaced.append(f"{key} (unknown prefix)")
@@ -207,15 +212,6 @@ def convert_state_dict(state: dict[str, torch.Tensor], unet_config: dict | None 
     for k in list(ours):
         if re.search(r"vae\.(en|de)coder\.mid_block\.attentions\.0\.(to_q|to_k|to_v|to_out\.0)\.weight$", k) and ours[k].ndim == 4:
             ours[k] = ours[k][:, :, 0, 0]
-    # the original's AutoencodingEngine has no quant_conv: the identity 1x1 conv is exact
-    if "vae.quant_conv.weight" not in ours and any(k.startswith("vae.encoder.") for k in ours):
-        ch = ours["vae.encoder.conv_out.weight"].shape[0]
-        ours["vae.quant_conv.weight"] = torch.eye(ch).reshape(ch, ch, 1, 1)
-        ours["vae.quant_conv.bias"] = torch.zeros(ch)
-    for key in (k for k in state if k.startswith(VAE_COPY)):
-        twin = FIRST_STAGE + "encoder." + key[len(VAE_COPY):]
-        if twin in state and not torch.equal(state[key], state[twin]) and not key.startswith(VAE_COPY + "quant_conv"):
-            unplaced.append(f"{key} (differs from {twin}; this project uses one VAE encoder)")
     return ours, unplaced
 
 

@@ -189,7 +189,7 @@ def to_device_except(root: nn.Module, device: torch.device, keep: list[nn.Module
         if not holds_kept(module):
             module.to(device)
             return
-        for name, param in module.named_parameters(recurse=False):
+        for _, param in module.named_parameters(recurse=False):
             param.data = param.data.to(device)
         for name, buf in module.named_buffers(recurse=False):
             module._buffers[name] = buf.to(device)

@@ -20,8 +20,8 @@ weights: profiling only, never real output.
 
 Memory-optimised mode (`memory.*`, see `stt2v_ray.models.memory`), and its expected effect on
 a GPU at full size (256x256, 16-frame chunks; sizes from `parameter_counts`: streaming UNet
-1.41 B + CAM ~0.6 B + ViT-H image tower 0.63 B + first-chunk UNet 1.41 B + text encoder 0.34 B
-+ VAE 0.08 B, ~4.5 B parameters, ~18 GB of float32 weights):
+1.41 B + CAM 0.69 B + ViT-H image tower 0.63 B + first-chunk UNet 1.41 B + text encoder 0.34 B
++ VAE 0.08 B + APM MLP 0.02 B: ~4.6 B parameters, ~18 GB of float32 weights):
 - `memory.dtype` float16/bfloat16: every model cast (UNets, CAM, APM, text encoder, VAE);
   inputs cast at each model's boundary and outputs back to float32, so noise, CFG and the DDIM
   update stay float32. Halves weights (~18 -> ~9 GB) and activations; faster on tensor cores.
@@ -29,9 +29,10 @@ a GPU at full size (256x256, 16-frame chunks; sizes from `parameter_counts`: str
 - `memory.cpu_offload`: the text encoder (per video, in `prepare`), the APM image encoder (per
   chunk, for the anchor's tokens), the CAM (per chunk, for its denoising loop), the first-chunk
   UNet (chunk 0 only) and the VAE (per chunk, for decoding) live on the CPU and move to the
-  device only for that stage. Keeps ~4.1 B of the ~4.5 B parameters off the device outside their
-  stage (the streaming UNet, APM MLP and mixers stay); costs one host-to-device copy of each per
-  use (the CAM: ~2.4 GB fp32 / ~1.2 GB half per chunk, small next to 50 sampler steps).
+  device only for that stage. Keeps ~3.2 B of the ~4.6 B parameters (~12.6 GB fp32 / ~6.3 GB
+  half) off the device outside their stage (the streaming UNet, APM MLP and mixers stay); costs
+  one host-to-device copy of each per use (the CAM: ~2.8 GB fp32 / ~1.4 GB half per chunk, small
+  next to 50 sampler steps).
 - `memory.sequential_cfg`: the unconditional and conditional halves run as two batch-1
   forwards: about half the UNet/CAM activation memory, a little slower (less batching). Equal
   to the batched forward up to float rounding (tests: max |diff| of frames below 1e-4 at toy size).
@@ -208,8 +209,9 @@ def with_memory_settings(run: RunSettings, tokenizer, text_encoder, vae, model: 
         chunk_feed_forwards(model, mem.ff_chunk_size)
         chunk_feed_forwards(first_unet, mem.ff_chunk_size)
     dtype = torch_dtype(mem)
-    for module in (text_encoder, vae, model, first_unet):
-        module.to(dtype)  # on the CPU: with offload the device never holds what stays off it
+    if dtype != torch.float32:  # cast on the CPU: with offload the device never holds what stays off it
+        for module in (text_encoder, vae, model, first_unet):
+            module.to(dtype)
     if not mem.cpu_offload:  # with offload the generator places them
         for module in (text_encoder, vae, model, first_unet):
             module.to(device)

@@ -28,8 +28,11 @@ class MissingWeightsError(Exception):
         self.missing = missing
         lines = [f"preset {preset!r}: weights missing for {len(missing)} component(s):"]
         for src, reason in missing:
-            where = f"{src.hub_id}" + (f" (file {src.filename})" if src.filename else "") if src.hub_id else "no public source"
-            lines.append(f"  - {src.component}: {reason}; get it from {where}; point {src.setting} at a local copy or hub id")
+            if src.hub_id:
+                where = f"get it from {src.hub_id}" + (f" (file {src.filename})" if src.filename else "")
+            else:  # no hub copy: the description says where the file is published
+                where = f"no hub copy of {src.filename or 'it'}: {src.description}"
+            lines.append(f"  - {src.component}: {reason}; {where}; point {src.setting} at a local copy or hub id")
         lines.append("  (or run with --set weights.mode=random for full-size random weights: profiling only, not real output)")
         super().__init__("\n".join(lines))
 

@@ -1,4 +1,8 @@
-"""StreamingSVD checkpoint conversion: official (sgm) key layout -> ours, strict loading, safe reading."""
+"""StreamingSVD checkpoint conversion: official (sgm) key layout -> ours, strict loading, safe reading.
+
+The official layout comes from `official_streamingsvd_layout`, written from the original's module
+structure, independently of the converter's rename tables.
+"""
 from __future__ import annotations
 
 import pickle
@@ -8,7 +12,10 @@ import torch
 
 from stt2v_ray.models import convert_svd
 from stt2v_ray.models.convert import UnsafeCheckpointError, read_checkpoint
-from stt2v_ray.models.streamingsvd import TOY_UNET, build_models
+from stt2v_ray.models.streamingsvd import TOY_UNET, TOY_VAE, build_models
+from tests.models import official_streamingsvd_layout as layout
+
+TEXT_LEFTOVERS = ["token_embedding.weight", "positional_embedding", "ln_final.weight", "ln_final.bias", "text_projection", "logit_scale"]
 
 
 def _models():
@@ -16,114 +23,122 @@ def _models():
     return {"streaming": streaming, "vae": vae, "image_encoder": image_encoder}
 
 
-def official_state(models) -> dict[str, torch.Tensor]:
-    """A synthetic checkpoint in the original's key layout for the toy configuration.
-
-    Built by renaming our toy models' tensors into the original's names with the rule tables
-    reversed (sgm prefixes per block), plus the keys the original stores and we drop.
-    NOTE: the names come from the same tables the converter uses, so this checks completeness,
-    shapes and strictness, not the tables' agreement with the real file.
-    """
-    ours = {f"{p}.{k}": v.clone() for p, m in models.items() for k, v in m.state_dict().items()}
-    out = {}
-    unet_rules = convert_svd.unet_blocks(TOY_UNET)
-    cam_rules = convert_svd.unet_blocks(TOY_UNET, encoder_only=True)
-    vae_rules = convert_svd._vae_blocks(3, 1)
-
-    def back(rest, rules, prefix):
-        for a, b, sub in sorted(rules, key=lambda r: -len(r[1])):
-            if rest.startswith(b):
-                tail = rest[len(b):]
-                if sub:
-                    for sa, sb in sorted(sub, key=lambda r: -len(r[1])):
-                        if tail.startswith(sb):
-                            return prefix + a + sa + tail[len(sb):]
-                    return None
-                return prefix + a + tail
-        return None
-
-    for key, v in ours.items():
-        if key.startswith("streaming.unet."):
-            new = back(key[len("streaming.unet."):], unet_rules, convert_svd.UNET)
-        elif key.startswith("streaming.cam."):
-            new = back(key[len("streaming.cam."):], cam_rules, convert_svd.CAM)
-        elif key.startswith("streaming.frame_encoder."):
-            new = convert_svd.CAM + "controlnet_cond_embedding." + key[len("streaming.frame_encoder."):]
-        elif key.startswith(("streaming.injectors.", "streaming.mid_injector.")):
-            head, _, tail = key.partition("injector")
-            idx = key.split(".")[2] if key.startswith("streaming.injectors.") else None
-            tail = key.split(".", 3 if idx else 2)[-1]
-            tail = {"to_out": "attention.to_out.0", "to_q": "attention.to_q", "to_k": "attention.to_k", "to_v": "attention.to_v"}.get(
-                tail.split(".")[0], tail.split(".")[0]) + "." + tail.split(".", 1)[1]
-            where = f"input_blocks.{idx}" if idx else "mid_block"
-            new = f"{convert_svd.UNET}cross_attention_merger_{where}.temporal_transformer.{tail}"
-        elif key.startswith("vae.quant_conv."):
-            continue  # the original has none
-        elif key.startswith("vae."):
-            new = back(key[len("vae."):], vae_rules, convert_svd.FIRST_STAGE)
-            if new and new.split(".")[-2] in ("q", "k", "v", "proj_out") and v.ndim == 2:
-                v = v[:, :, None, None]
-        elif key.startswith("image_encoder."):
-            continue  # added below in OpenCLIP layout
-        assert new is not None, key
-        out[new] = v
-    # OpenCLIP visual tower (fused qkv, transposed projection)
-    clip = convert_svd.CLIP + "visual."
-    enc = models["image_encoder"]
-    sd = enc.state_dict()
-    out[clip + "conv1.weight"] = sd["vision_model.embeddings.patch_embedding.weight"]
-    out[clip + "class_embedding"] = sd["vision_model.embeddings.class_embedding"]
-    out[clip + "positional_embedding"] = sd["vision_model.embeddings.position_embedding.weight"]
-    for a, b in (("ln_pre", "pre_layrnorm"), ("ln_post", "post_layernorm")):
-        for p in ("weight", "bias"):
-            out[f"{clip}{a}.{p}"] = sd[f"vision_model.{b}.{p}"]
-    out[clip + "proj"] = sd["visual_projection.weight"].t().contiguous()
-    for i in range(enc.config.num_hidden_layers):
-        L = f"vision_model.encoder.layers.{i}."
-        r = f"{clip}transformer.resblocks.{i}."
-        for p in ("weight", "bias"):
-            out[f"{r}attn.in_proj_{p}"] = torch.cat([sd[f"{L}self_attn.{q}_proj.{p}"] for q in "qkv"])
-            for a, b in (("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"), ("attn.out_proj", "self_attn.out_proj"),
-                         ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2")):
-                out[f"{r}{a}.{p}"] = sd[f"{L}{b}.{p}"]
-    # what the original stores and we deliberately drop
-    out[convert_svd.CLIP + "logit_scale"] = torch.ones(())
-    for k in [k for k in out if k.startswith(convert_svd.FIRST_STAGE + "encoder.")]:
-        out[convert_svd.VAE_COPY + k[len(convert_svd.FIRST_STAGE + "encoder."):]] = out[k].clone()
-    return out
-
-
 def _convert(state):
-    return convert_svd.convert_state_dict(state, unet_config=TOY_UNET, vae_levels=3, vae_layers=1)
+    return convert_svd.convert_state_dict(state, unet_config=TOY_UNET, vae_levels=len(TOY_VAE["block_out_channels"]),
+                                          vae_layers=TOY_VAE["layers_per_block"])
 
 
-def test_official_layout_converts_and_loads_strictly_with_equal_tensors():
-    src = _models()
-    with torch.no_grad():
-        for p in src["streaming"].parameters():
-            p.add_(torch.randn_like(p) * 0.01)  # not the seeded init: loading must really move values
-    state = official_state(src)
-    assert convert_svd.is_official_layout(state)
+@pytest.fixture(scope="module")
+def toy_state():
+    return layout.synthetic_state_dict(layout.TOY, seed=3)
+
+
+def _ignored(state) -> list[str]:
+    return sorted(k for k in state if k.startswith(convert_svd.IGNORED) or
+                  (k.startswith(convert_svd.CLIP) and not k.startswith(convert_svd.CLIP + "visual.")))
+
+
+def test_toy_official_layout_converts_and_loads_strictly_to_the_right_places(toy_state):
+    state = toy_state
+    assert convert_svd.is_official_layout(state) and len(state) == 1238
     ours, unplaced = _convert(state)
     assert unplaced == []
-    dst = _models()
-    convert_svd.load_strict(dst, ours)
-    for name in src:
-        a, b = src[name].state_dict(), dst[name].state_dict()
-        assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("quant_conv")), name
+    models = _models()
+    convert_svd.load_strict(models, ours)
+    s, vae, clip = models["streaming"], models["vae"], models["image_encoder"]
+    U, C = "model.diffusion_model.", "controlnet."
+    same = [
+        (s.unet.down_blocks[0].resnets[0].temporal_res_block.conv1.weight, U + "input_blocks.1.0.time_stack.in_layers.2.weight"),
+        (s.unet.down_blocks[0].resnets[0].time_mixer.mix_factor, U + "input_blocks.1.0.time_mixer.mix_factor"),
+        (s.unet.down_blocks[0].downsamplers[0].conv.weight, U + "input_blocks.2.0.op.weight"),
+        (s.unet.down_blocks[1].resnets[0].spatial_res_block.conv_shortcut.bias, U + "input_blocks.3.0.skip_connection.bias"),
+        (s.unet.add_embedding.linear_2.bias, U + "label_emb.0.2.bias"),
+        (s.unet.mid_block.attentions[0].time_pos_embed.linear_2.weight, U + "middle_block.1.time_pos_embed.2.weight"),
+        (s.unet.mid_block.resnets[1].spatial_res_block.time_emb_proj.weight, U + "middle_block.2.emb_layers.1.weight"),
+        (s.unet.up_blocks[0].upsamplers[0].conv.weight, U + "output_blocks.1.1.conv.weight"),
+        (s.unet.up_blocks[1].attentions[0].temporal_transformer_blocks[0].attn2.to_k.weight,
+         U + "output_blocks.2.1.time_stack.0.attn2.to_k.weight"),
+        (s.unet.up_blocks[1].attentions[1].transformer_blocks[0].ff.net[0].proj.weight,
+         U + "output_blocks.3.1.transformer_blocks.0.ff.net.0.proj.weight"),
+        (s.unet.conv_out.weight, U + "out.2.weight"),
+        (s.injectors[3].to_out.weight, U + "cross_attention_merger_input_blocks.3.temporal_transformer.attention.to_out.0.weight"),
+        (s.injectors[0].to_q.weight, U + "cross_attention_merger_input_blocks.0.temporal_transformer.attention.to_q.weight"),
+        (s.mid_injector.norm.bias, U + "cross_attention_merger_mid_block.temporal_transformer.norm.bias"),
+        (s.cam.time_embedding.linear_1.weight, C + "time_embed.0.weight"),
+        (s.cam.down_blocks[1].resnets[0].spatial_res_block.conv_shortcut.weight, C + "input_blocks.3.0.skip_connection.weight"),
+        (s.cam.mid_block.attentions[0].proj_in.weight, C + "middle_block.1.proj_in.weight"),
+        (s.frame_encoder.norms[3].weight, C + "controlnet_cond_embedding.norms.3.weight"),
+        (s.frame_encoder.conv_out.bias, C + "controlnet_cond_embedding.conv_out.bias"),
+        # the VAE as the original runs it: the conditioner's autoencoder encodes, first_stage_model decodes
+        (vae.encoder.conv_in.weight, "conditioner.embedders.3.encoder.encoder.conv_in.weight"),
+        (vae.encoder.down_blocks[1].resnets[0].conv1.weight, "conditioner.embedders.3.encoder.encoder.down.1.block.0.conv1.weight"),
+        (vae.quant_conv.weight, "conditioner.embedders.3.encoder.quant_conv.weight"),
+        (vae.decoder.up_blocks[2].resnets[2].temporal_res_block.conv2.weight, "first_stage_model.decoder.up.0.block.2.time_stack.out_layers.3.weight"),
+        (vae.decoder.up_blocks[0].upsamplers[0].conv.bias, "first_stage_model.decoder.up.2.upsample.conv.bias"),
+        (vae.decoder.mid_block.resnets[1].time_mixer.mix_factor, "first_stage_model.decoder.mid.block_2.mix_factor"),
+        (vae.decoder.time_conv_out.weight, "first_stage_model.decoder.conv_out.time_mix_conv.weight"),
+        (clip.vision_model.encoder.layers[1].mlp.fc1.weight, "conditioner.embedders.0.open_clip.model.visual.transformer.resblocks.1.mlp.c_fc.weight"),
+        (clip.vision_model.embeddings.class_embedding, "conditioner.embedders.0.open_clip.model.visual.class_embedding"),
+    ]
+    for param, key in same:
+        assert torch.equal(param, state[key]), key
+    assert torch.equal(vae.decoder.mid_block.attentions[0].to_q.weight, state["first_stage_model.decoder.mid.attn_1.q.weight"][:, :, 0, 0])
+    assert not torch.equal(vae.encoder.conv_in.weight, state["first_stage_model.encoder.conv_in.weight"])
+    q, k, v = state["conditioner.embedders.0.open_clip.model.visual.transformer.resblocks.0.attn.in_proj_weight"].chunk(3)
+    attn = clip.vision_model.encoder.layers[0].self_attn
+    assert torch.equal(attn.q_proj.weight, q) and torch.equal(attn.k_proj.weight, k) and torch.equal(attn.v_proj.weight, v)
+    assert torch.equal(clip.visual_projection.weight, state["conditioner.embedders.0.open_clip.model.visual.proj"].T)
 
 
-def test_unknown_key_is_reported_by_name_and_missing_key_fails_strict_loading():
-    state = official_state(_models())
+def test_exactly_the_unused_parts_are_dropped(toy_state):
+    ignored = _ignored(toy_state)
+    clip = convert_svd.CLIP
+    assert [k for k in ignored if k.startswith(clip)] == sorted(clip + k for k in TEXT_LEFTOVERS)
+    groups = {g: sum(k.startswith(g) for k in ignored) for g in convert_svd.IGNORED}
+    assert sum(groups.values()) + len(TEXT_LEFTOVERS) == len(ignored)
+    # the unused copies: a whole 2-D decoder, post_quant_conv, and an encoder as big as the one used
+    ae = convert_svd.COND_AE
+    assert groups == {ae + "decoder.": 108, ae + "post_quant_conv.": 2,
+                      "first_stage_model.encoder.": sum(k.startswith(ae + "encoder.") for k in toy_state)}
+    ours, _ = _convert(toy_state)
+    in_proj = sum(k.endswith(("attn.in_proj_weight", "attn.in_proj_bias")) for k in toy_state)
+    assert len(ours) == len(toy_state) - len(ignored) + 2 * in_proj  # each fused qkv becomes three
+    changed = dict(toy_state, **{k: toy_state[k] + 1 for k in ignored})
+    again, _ = _convert(changed)
+    assert all(torch.equal(ours[k], again[k]) for k in ours)
+
+
+def test_full_size_layout_maps_key_by_key():
+    """The official layout of the FULL model (meta tensors) lands exactly on our full-size models."""
+    state = layout.synthetic_state_dict(layout.FULL, device="meta")
+    assert len(state) == 3246
+    # the fixture's base UNet has the published SVD-XT size (1.52 B parameters)
+    base = [k for k in state if k.startswith("model.diffusion_model.") and not k.startswith("model.diffusion_model.cross_attention_merger_")]
+    assert sum(state[k].numel() for k in base) == 1_524_623_082
+    ours, unplaced = convert_svd.convert_state_dict(state)
+    assert unplaced == []
+    with torch.device("meta"):
+        streaming, vae, image_encoder = build_models("full")
+    expected = {f"{p}.{k}": tuple(v.shape) for p, m in (("streaming", streaming), ("vae", vae), ("image_encoder", image_encoder))
+                for k, v in m.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in ours.items()} == expected
+    assert len(expected) == 3122 and len(_ignored(state)) == 252
+
+
+def test_unknown_key_is_reported_by_name_and_missing_key_fails_strict_loading(toy_state):
+    state = dict(toy_state)
     state["model.diffusion_model.input_blocks.99.0.in_layers.0.weight"] = torch.zeros(1)
+    state["first_stage_model.quant_conv.weight"] = torch.zeros(1)
     _, unplaced = _convert(state)
-    assert unplaced == ["model.diffusion_model.input_blocks.99.0.in_layers.0.weight (no rule for this UNet key)"]
+    assert unplaced == ["model.diffusion_model.input_blocks.99.0.in_layers.0.weight (no rule for this UNet key)",
+                        "first_stage_model.quant_conv.weight (no rule for this VAE key)"]
 
-    state = official_state(_models())
-    del state["controlnet.middle_block.1.proj_in.weight"]
+    state = dict(toy_state)
+    del state["controlnet.middle_block.1.proj_in.weight"], state["conditioner.embedders.3.encoder.quant_conv.bias"]
     ours, unplaced = _convert(state)
     assert unplaced == []
-    with pytest.raises(ValueError, match=r"1 missing key\(s\) \['streaming.cam.mid_block.attentions.0.proj_in.weight'\]"):
+    with pytest.raises(ValueError, match=r"2 missing key\(s\) \['streaming.cam.mid_block.attentions.0.proj_in.weight', "
+                                         r"'vae.quant_conv.bias'\]"):
         convert_svd.load_strict(_models(), ours)
 
 
@@ -137,16 +152,18 @@ def test_weights_only_refuses_a_pickle_with_an_arbitrary_object(tmp_path):
     assert torch.equal(read_checkpoint(clean)["w"], torch.ones(2))
 
 
-def test_cli_convert_writes_safetensors_and_exits_1_on_unplaced(tmp_path, monkeypatch):
+def test_cli_convert_writes_safetensors_and_exits_1_on_unplaced(tmp_path, toy_state):
     from safetensors.torch import save_file
 
     from stt2v_ray.cli import main
 
-    state = official_state(_models())
+    state = dict(toy_state)
     state["somewhere.else"] = torch.zeros(1)
     src = tmp_path / "model.safetensors"
     save_file({k: v.contiguous() for k, v in state.items()}, str(src))
     out = tmp_path / "ours.safetensors"
     code = main(["convert", "--preset", "streamingsvd-toy", "--input", str(src), "--output", str(out)])
     assert code == 1 and out.is_file()
-    assert "somewhere.else" not in read_checkpoint(out)
+    written = read_checkpoint(out)
+    assert "somewhere.else" not in written
+    convert_svd.load_strict(_models(), written)

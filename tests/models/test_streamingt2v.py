@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pyarrow.parquet as pq
-import pytest
 import torch
 import yaml
 from diffusers import UNet2DConditionModel, UNet3DConditionModel
@@ -76,8 +75,6 @@ def test_toy_generator_same_classes_separate_first_chunk_unet():
     gen = build_t2v(run, size="toy")
     assert type(gen.first_chunk_unet) is UNet3DConditionModel and gen.first_chunk_unet is not gen.model.unet
     assert len(gen.model.cam.skip_injectors) == 6 and len(APM.processors(gen.model.unet)) == 6
-    with pytest.raises(ValueError, match=r"memory.dtype, memory.sequential_cfg not supported"):
-        build_t2v(run.model_copy(update={"memory": run.memory.model_copy(update={"dtype": "bfloat16", "sequential_cfg": True})}), size="toy")
 
 
 def test_toy_preset_renders_end_to_end(tmp_path):

@@ -13,11 +13,12 @@ def test_every_missing_component_is_listed_with_source_and_setting(monkeypatch, 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(MissingWeightsError) as err:
         resolve_weights(get_preset("streamingsvd"), {"enhancer": str(tmp_path / "nope")})
-    assert [s.component for s, _ in err.value.missing] == ["streaming", "enhancer", "text_to_image"]
+    assert [s.component for s, _ in err.value.missing] == ["streaming", "enhancer", "text_to_image", "interpolator"]
     text = str(err.value)
     assert "PAIR/StreamingSVD (file model.safetensors)" in text and "weights.paths.streaming" in text
     assert f"{tmp_path / 'nope'!s}' does not exist" in text or "does not exist" in text
     assert "stabilityai/stable-diffusion-xl-base-1.0" in text and "weights.paths.text_to_image" in text
+    assert "weights.paths.interpolator" in text and "ours.pkl" in text  # EMA-VFI: no hub copy, a local file
 
 
 def test_local_file_and_folder_resolve(tmp_path):
@@ -38,5 +39,5 @@ def test_render_exits_2_before_rendering_when_weights_are_missing(monkeypatch, t
                                         "prompts": [{"prompt": "a cat", "num_frames": 4}]}))
     assert main(["render", str(manifest), "--output", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert "weights missing for 3 component(s)" in err and "Traceback" not in err
+    assert "weights missing for 4 component(s)" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
