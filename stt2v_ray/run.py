@@ -52,7 +52,17 @@ def load_and_validate(input_uri: str, overrides: list[str], storage_options: dic
     return source, source.settings(overrides, base=base)
 
 
-def preflight_weights(settings: RunSettings) -> dict:
+def families_of(source: InputSource) -> set[str]:
+    """Which base families the videos need: image given -> i2v, else t2v (one streaming pass)."""
+    families: set[str] = set()
+    for request, _ in source.iter_requests():
+        families.add("i2v" if request.image else "t2v")
+        if len(families) == 2:
+            break
+    return families
+
+
+def preflight_weights(settings: RunSettings, families: set[str] | None = None) -> dict:
     """Resolve every weight the run needs (raises MissingWeightsError listing all missing); say if weights are random."""
     preset = PRESETS[settings.preset]
     if settings.weights.mode == "random" or not preset.sources:
@@ -62,7 +72,8 @@ def preflight_weights(settings: RunSettings) -> dict:
         return {"mode": "random", "real_output": False, "resolved": {}}
     from stt2v_ray.models.weights import components_for, resolve_weights
 
-    needed = components_for(preset, {"t2v", "i2v"}, settings.enhance.enabled)
+    needed = components_for(preset, families or {"t2v", "i2v"}, settings.enhance.enabled,
+                            settings.interpolate.factor > 1)
     found = resolve_weights(preset, settings.weights.paths, needed)
     return {"mode": "pretrained", "real_output": True, "resolved": {k: str(v.path) for k, v in found.items()}}
 
@@ -87,7 +98,8 @@ def render(input_uri: str, output_uri: str, overrides: list[str] | None = None,
            storage_options: dict | None = None, progress: Progress | None = None) -> RunSummary:
     overrides = list(overrides or [])
     source, settings = load_and_validate(input_uri, overrides, storage_options)
-    weights_note = preflight_weights(settings)  # MissingWeightsError before anything renders
+    families = families_of(source) if PRESETS[settings.preset].sources else None
+    weights_note = preflight_weights(settings, families)  # MissingWeightsError before anything renders
     out_options = storage_options_for(output_uri, storage_options)
     progress = progress or Progress(total_videos=source.count())
     timeline, results = Timeline(), ResultsTable()

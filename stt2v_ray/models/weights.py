@@ -104,12 +104,13 @@ def resolve_weights(preset: Preset, paths: dict[str, str], components: list[str]
     return found
 
 
-def components_for(preset: Preset, families: set[str], enhance: bool) -> list[str]:
-    """The weight components a run needs: the families' generators, the enhancer if enabled, the interpolator."""
+def components_for(preset: Preset, families: set[str], enhance: bool, interpolate: bool = True) -> list[str]:
+    """The weight components a run needs: the families' generators, the enhancer if enabled, the
+    interpolator if frames are interpolated (factor > 1)."""
     needed: list[str] = []
     for src in preset.sources:
         uses = SOURCE_USES.get(src.component, {"t2v", "i2v"})
-        if uses & families or (enhance and "enhancer" in uses) or "interpolator" in uses:
+        if uses & families or (enhance and "enhancer" in uses) or (interpolate and "interpolator" in uses):
             needed.append(src.component)
     return needed
 

@@ -41,3 +41,21 @@ def test_render_exits_2_before_rendering_when_weights_are_missing(monkeypatch, t
     err = capsys.readouterr().err
     assert "weights missing for 4 component(s)" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_only_the_components_the_batch_uses_are_required(monkeypatch, tmp_path, capsys):
+    """An i2v-only batch without interpolation needs neither SDXL (t2v first frame) nor EMA-VFI."""
+    from stt2v_ray.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    (tmp_path / "img.png").write_bytes(b"")  # existence is all validation checks
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"settings": {"preset": "streamingsvd", "executor": "local",
+                                                     "interpolate": {"factor": 1}},
+                                        "prompts": [{"image": "img.png", "num_frames": 4}]}))
+    assert main(["render", str(manifest), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "weights missing for 2 component(s)" in err
+    assert "weights.paths.streaming" in err and "weights.paths.enhancer" in err
+    assert "text_to_image" not in err and "interpolator" not in err
