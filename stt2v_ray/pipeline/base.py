@@ -5,6 +5,7 @@ are carried from one chunk to the next, so memory does not grow with the video's
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Callable, Iterator
 
 import torch
@@ -25,7 +26,7 @@ def stream_base_chunks(
     cond = anchor = None
     remaining = total_frames
     for k in range(plan.num_chunks):
-        with clock("base", f"chunk {k}") if clock else _Null():
+        with clock("base", f"chunk {k}") if clock else nullcontext():
             frames = generator.generate_chunk(state, k, cond, anchor)
         if k == 0:
             anchor = frames[min(anchor_frame, frames.shape[0] - 1)].clone()
@@ -36,11 +37,3 @@ def stream_base_chunks(
         yield new
         if remaining <= 0:
             return
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -21,6 +21,7 @@ differ for samplers whose step is not a per-frame function of (x0, eps).
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -165,7 +166,7 @@ def enhance_stream(
     outputs: dict[int, dict[int, Piece]] = {i: {} for i in range(steps)}  # step -> chunk -> piece
     contexts: dict[int, object] = {}  # chunk -> its conditioning, from step 0 to its last step
     emitted = 0
-    span = clock or (lambda stage, unit: _nullspan())
+    span = clock or (lambda stage, unit: nullcontext())
 
     for d in range(K + steps - 1):
         for i in range(steps):
@@ -205,11 +206,3 @@ def _final_latents(enhancer, recipe, plan, outputs, step, start, end):
         latents = {k: (p[0], own_latents(enhancer, recipe, p, step)) for k, p in outputs.items()}
         return gather(plan, recipe.cuts(step), latents, start, end)
     return next_latents(enhancer, recipe, plan, recipe.cuts(step), outputs, step, start, end)
-
-
-class _nullspan:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

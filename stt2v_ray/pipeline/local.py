@@ -6,7 +6,7 @@ from typing import Iterable, Iterator
 
 from stt2v_ray.config import RunSettings
 from stt2v_ray.pipeline.components import Components, family_of
-from stt2v_ray.pipeline.video import StageClock, progress_totals, render_video
+from stt2v_ray.pipeline.video import STAGES, StageClock, progress_totals, render_video
 from stt2v_ray.storage import join_uri
 
 
@@ -14,14 +14,14 @@ def video_uri(output_uri: str, video_id: str) -> str:
     return join_uri(output_uri, "videos", f"{video_id}.mp4")
 
 
-def base_row(request, output_uri: str) -> dict:
+def base_row(request) -> dict:
     return {"id": request.id, "status": "failed", "video_uri": None, "num_frames": None, "fps": None,
             "width": None, "height": None, "seed": request.seed, "frames_sha256": None, "error": None}
 
 
 def stage_seconds(seconds: dict[str, float]) -> dict[str, float]:
-    row = {f"{s}_seconds": round(seconds.get(s, 0.0), 4) for s in ("base", "enhance", "interpolate", "encode")}
-    return row
+    """The results table's per-stage seconds columns."""
+    return {f"{s}_seconds": round(seconds.get(s, 0.0), 4) for s in STAGES}
 
 
 class LocalExecutor:
@@ -46,7 +46,7 @@ class LocalExecutor:
     def render_one(self, request, output_uri, storage_options, timeline, progress) -> dict:
         import time
 
-        row = base_row(request, output_uri)
+        row = base_row(request)
         totals = progress_totals(request, self.settings)
         vp = progress.video(request.id, f"{family_of(request)}, {request.num_frames} frames, seed {request.seed}", totals)
         clock = StageClock(request.id, "local", timeline, vp.unit)

@@ -12,6 +12,7 @@ frames. A shard holds its segment's latents (latent resolution) and low-res inpu
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Iterator
 
 import torch
@@ -142,9 +143,7 @@ class SegmentEnhancer:
         self._out, self._ctx = {}, {}
 
     def _span(self, unit: str):
-        from stt2v_ray.pipeline.enhance import _nullspan
-
-        return self.clock("enhance", unit) if self.clock else _nullspan()
+        return self.clock("enhance", unit) if self.clock else nullcontext()
 
 
 def enhance_by_segments(enhancer, state, recipe: EnhanceRecipe, base_frames, shards: int,

@@ -126,13 +126,14 @@ class EnhanceWorker(Worker):
         self.components = Components(settings)
         self._inbox: dict[str, _Inbox] = {}
         self._segments: dict[str, SegmentEnhancer] = {}
+        self._stream_args: dict[str, tuple] = {}  # video id -> (request, base size) until stream() starts
         self._step_done = threading.Condition()
 
     def _setup(self, request, base_hw):
         enhancer = self.components.enhancer(*base_hw)
         clock = self.clock(request.id)
         with clock("enhance", "prepare"):
-            job = make_job(request, self.storage_options) if request.image else make_job(request)
+            job = make_job(request, self.storage_options)
             state = enhancer.prepare(job)
         budget = frame_budget(request.num_frames, self.settings)
         return enhancer, state, enhance_recipe(budget.enhance, request.seed, enhancer, self.settings), budget, clock
@@ -144,7 +145,6 @@ class EnhanceWorker(Worker):
     # -- whole video, streaming (one shard): feed() and stream() run concurrently
     def open_stream(self, request, base_hw, max_pieces: int = 4) -> None:
         self._inbox[request.id] = _Inbox(max_pieces)
-        self._stream_args = getattr(self, "_stream_args", {})
         self._stream_args[request.id] = (request, base_hw)
 
     def feed(self, video_id: str, frames: torch.Tensor | None) -> None:

@@ -25,13 +25,12 @@ from ray.util.placement_group import remove_placement_group
 
 from stt2v_ray.config import RunSettings
 from stt2v_ray.errors import ExecutorStartError
-from stt2v_ray.pipeline.local import base_row, video_uri
+from stt2v_ray.pipeline.local import base_row, stage_seconds, video_uri
 from stt2v_ray.pipeline.shard import neighbour_borders
 from stt2v_ray.pipeline.video import frame_budget, progress_totals
 from stt2v_ray.plan.chunks import base_plan, split_segments
 from stt2v_ray.runtime.pools import ExclusivePool, make_actor, make_gangs
 
-STAGES = ("base", "enhance", "interpolate", "encode")
 
 
 
@@ -140,7 +139,7 @@ class RayExecutor:
                 yield pending.popleft().result()
 
     def _video(self, index, request, extra, output_uri, timeline, progress):
-        row = base_row(request, output_uri)
+        row = base_row(request)
         vp = progress.video(request.id, f"{'i2v' if request.image else 't2v'}, {request.num_frames} frames, "
                                         f"seed {request.seed} (ray)", progress_totals(request, self.settings))
         used: list = []
@@ -165,7 +164,7 @@ class RayExecutor:
                 for rec in _quiet(lambda: ray.get(actor.call.remote("drain", request.id))) or []:
                     timeline.record(*rec)
                     seconds[rec[1]] += rec[5] - rec[4]
-        row.update({f"{st}_seconds": round(seconds.get(st, 0.0), 4) for st in STAGES})
+        row.update(stage_seconds(seconds))
         row["total_seconds"] = round(time.time() - start, 4)
         return row, extra
 
@@ -301,9 +300,10 @@ def _counted(refs, vp, stage: str, unit: str):
 
 
 def _short(exc: Exception) -> str:
+    """A task error's original exception, not Ray's multi-line wrapper."""
     text = str(exc)
     if isinstance(exc, ray.exceptions.RayTaskError):
-        cause = exc.cause if getattr(exc, "cause", None) is not None else None
+        cause = getattr(exc, "cause", None)
         if cause is not None:
             return f"{type(cause).__name__}: {cause}"
         text = text.strip().splitlines()[-1] if text.strip() else text

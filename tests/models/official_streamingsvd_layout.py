@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tests.models.official_streamingt2v_layout import openclip_visual_shapes
+from tests.models.official_streamingt2v_layout import openclip_visual_shapes, state_from_shapes
 
 Shapes = dict[str, tuple[int, ...]]
 
@@ -265,8 +265,4 @@ def official_shapes(c: Layout) -> Shapes:
 
 def synthetic_state_dict(c: Layout, seed: int = 0, device: str = "cpu") -> dict[str, torch.Tensor]:
     """Seeded random values in the official layout (meta tensors when device='meta')."""
-    shapes = official_shapes(c)
-    if device == "meta":
-        return {k: torch.empty(s, device="meta") for k, s in shapes.items()}
-    g = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(s, generator=g) * 0.05 for k, s in sorted(shapes.items())}
+    return state_from_shapes(official_shapes(c), seed, device)

@@ -103,7 +103,11 @@ def openclip_visual_shapes(vision: dict, prefix: str = "") -> dict[str, tuple[in
 
 def synthetic_state_dict(spec: Spec, seed: int = 0, device: str = "cpu") -> dict[str, torch.Tensor]:
     """Seeded random values in the official layout (meta tensors when device='meta')."""
-    shapes = official_shapes(spec)
+    return state_from_shapes(official_shapes(spec), seed, device)
+
+
+def state_from_shapes(shapes: dict[str, tuple[int, ...]], seed: int = 0, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """key -> shape  ->  key -> seeded random tensor (meta tensors when device='meta')."""
     if device == "meta":
         return {k: torch.empty(s, device="meta") for k, s in shapes.items()}
     g = torch.Generator().manual_seed(seed)
