@@ -177,7 +177,35 @@ STREAMINGT2V_TOY = Preset(
     sources=_T2V_SOURCES,
 )
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (TINY, STREAMINGSVD, STREAMINGSVD_TOY, STREAMINGT2V, STREAMINGT2V_TOY)}
+TOY = Preset(
+    name="toy",
+    description=(
+        "This project's text-to-video architecture (UNet3D + CAM + APM, 2x UNet3D SDEdit enhancer) at toy size, TRAINED "
+        "here on procedural clips by `stt2v-ray train` and shipped in the package (stt2v_ray/weights/toy, float16 "
+        "safetensors, report beside them). Prompts of the grammar 'a <colour> <shape> moving <direction> on a "
+        "<background> background' render that object moving; 32x32 base, 64x64 enhanced. Text-to-video only."
+    ),
+    defaults={
+        # eta 1 and guidance 6: the x0-predicting toy model commits to an object more often with fresh noise
+        # at every step and strong guidance (measured on 4 prompts; see the README's toy section)
+        "t2v": {"chunk_frames": 16, "cond_frames": 8, "steps": 25, "guidance_scale": 6.0, "eta": 1.0,
+                "height": 32, "width": 32, "anchor_frame": 0},
+        "enhance": {"chunk_frames": 16, "overlap_frames": 8, "steps": 20, "strength": 0.5, "guidance_scale": 3.0,
+                    "eta": 0.0, "scale": 2},
+        "interpolate": {"factor": 2},
+        "encode": {"default_fps": 24, "preset": "veryfast"},
+    },
+    generators={"t2v": "stt2v_ray.models.toy:t2v"},
+    enhancer="stt2v_ray.models.toy:enhancer",
+    weights="shipped",
+    notes=[
+        "Colours: red, green, blue, yellow, magenta, cyan, orange; shapes: circle, square, triangle; directions: left, "
+        "right, up, down; backgrounds: black, white, gray. Trained without the speed words (slowly/quickly).",
+        "The autoencoder is a parameter-free pixel (un)shuffle (32x32 -> 8x8x48), not a learned VAE: see stt2v_ray/models/pixel_vae.py.",
+    ],
+)
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (TINY, TOY, STREAMINGSVD, STREAMINGSVD_TOY, STREAMINGT2V, STREAMINGT2V_TOY)}
 
 
 def get_preset(name: str) -> Preset:

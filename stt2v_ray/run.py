@@ -65,6 +65,10 @@ def families_of(source: InputSource) -> set[str]:
 def preflight_weights(settings: RunSettings, families: set[str] | None = None) -> dict:
     """Resolve every weight the run needs (raises MissingWeightsError listing all missing); say if weights are random."""
     preset = PRESETS[settings.preset]
+    if preset.weights == "shipped":  # trained here, inside the package (the toy preset)
+        from stt2v_ray.models.toy import shipped_weights
+
+        return {"mode": "shipped", "real_output": True, "resolved": shipped_weights(settings.enhance.enabled)}
     if settings.weights.mode == "random" or not preset.sources:
         if preset.sources:
             print(f"WARNING: weights.mode=random: preset {preset.name!r} runs with RANDOM weights; "

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from PIL import Image
 
 from stt2v_ray.cli import main
 from stt2v_ray.video.decode import read_video
@@ -83,7 +84,11 @@ def test_manifest_to_local_folder(tmp_path, image):
     assert "torch" in run["versions"]
     # Nothing temporary left behind.
     assert sorted(p.name for p in out.iterdir()) == ["results.parquet", "run.json", "timeline.parquet", "videos"]
-    assert sorted(p.name for p in (out / "videos").iterdir()) == ["i2v-b.mp4", "one.mp4", "t2v-a.mp4"]
+    assert sorted(p.name for p in (out / "videos").iterdir()) == [
+        "i2v-b.mp4", "i2v-b.png", "one.mp4", "one.png", "t2v-a.mp4", "t2v-a.png"]
+    # the contact sheet: 16 evenly spaced frames (first and last included) in a grid of 8 columns
+    sheet = Image.open(out / "videos" / "t2v-a.png")
+    assert sheet.format == "PNG" and sheet.size[0] == 8 * 128
 
 
 def test_same_seed_same_frames_different_seed_differs(tmp_path):
@@ -212,13 +217,34 @@ def test_manifest_to_s3(tmp_path, s3_bucket, image):
 
 
 def test_demo_manifest_is_what_make_demo_promises():
-    """`make demo`: at least three prompts of at least 96 output frames, t2v and i2v both."""
+    """`make demo`: the trained toy preset, a handful of toy-grammar prompts of 100+ frames."""
+    from stt2v_ray.data.clips import parse_prompt
     from stt2v_ray.inputs.source import open_input
 
     src = open_input(str(Path(__file__).resolve().parents[1] / "manifests" / "demo.yaml"))
     assert src.validate([]) == []
     requests = [r for r, _ in src.iter_requests()]
-    assert len(requests) >= 3
-    assert all(r.num_frames >= 96 for r in requests)
+    assert len(requests) >= 4
+    assert all(r.num_frames >= 100 and parse_prompt(r.prompt) is not None and not r.image for r in requests)
+    assert src.settings([]).preset == "toy"
+
+
+def test_tiny_manifest_covers_both_families():
+    from stt2v_ray.inputs.source import open_input
+
+    src = open_input(str(Path(__file__).resolve().parents[1] / "manifests" / "tiny.yaml"))
+    assert src.validate([]) == []
+    requests = [r for r, _ in src.iter_requests()]
     assert any(r.image for r in requests) and any(not r.image for r in requests)
     assert src.settings([]).preset == "tiny"
+
+
+def test_a_preset_without_the_family_is_an_input_error(tmp_path):
+    from stt2v_ray.inputs.source import open_input
+
+    image = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(image)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"settings: {{preset: toy}}\nprompts:\n  - {{prompt: x, image: {image}}}\n")
+    issues = [str(i) for i in open_input(str(manifest)).validate([], base={})]
+    assert issues == [f"{manifest}: prompts[0]: image: preset 'toy' has no image-to-video model (it has: t2v)"]

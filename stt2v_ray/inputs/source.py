@@ -82,9 +82,11 @@ class InputSource:
     def validate(self, overrides: list[str], base: dict[str, Any] | None = None) -> list[InputIssue]:
         """Every problem of the input and its settings (streams Parquet datasets once)."""
         loaded = self._manifest.issues if self._manifest is not None else self._dataset.issues
-        issues = list(loaded) + self._settings(overrides, base)[1]
+        settings, setting_issues = self._settings(overrides, base)
+        issues = list(loaded) + setting_issues
         if self._dataset is not None and self._dataset.issues:
             return issues
+        families = _families_of_preset(settings.preset) if settings is not None else None
         ids = IdRegistry()
         images = _ImageChecker(self.uri, self.storage_options)
         for index, file, location, raw in self._raw_requests(with_extra=False):
@@ -97,6 +99,11 @@ class InputSource:
                 first_file, first_location = self._location(first)
                 where = first_location if first_file == file else f"{first_file}: {first_location}"
                 issues.append(InputIssue(file, location, "id", f"duplicate id {request.id!r} (also used by {where})"))
+            family = "i2v" if request.image is not None else "t2v"
+            if families is not None and family not in families:
+                field = "image" if family == "i2v" else "prompt"
+                issues.append(InputIssue(file, location, field, f"preset {settings.preset!r} has no "
+                                         f"{'image' if family == 'i2v' else 'text'}-to-video model (it has: {', '.join(families)})"))
             if request.image is not None:
                 problem = images.check(request.image)
                 if problem:
@@ -189,3 +196,10 @@ def open_input(uri: str, storage_options: dict[str, Any] | None = None) -> Input
         with fs.open(path, "rb") as f:
             kind = "parquet" if f.read(4) == b"PAR1" else "manifest"
     return InputSource(uri, kind, fs, path, options)
+
+
+def _families_of_preset(name: str) -> list[str] | None:
+    from stt2v_ray.presets import PRESETS
+
+    preset = PRESETS.get(name)
+    return list(preset.generators) if preset is not None else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
 import time
 
 import pyarrow as pa
@@ -99,9 +100,9 @@ def evaluate_run(output_uri: str, storage_options: dict | None = None) -> pa.Tab
             continue
         started = time.time()
         prompt, family = prompts.get(result["id"], (None, "t2v"))
-        uri = result["video_uri"]
-        if "://" not in uri and not uri.startswith("/"):
-            uri = join_uri(output_uri, uri)
+        # the video under the folder being evaluated (video_uri holds the path as the render was
+        # given it, relative to that run's working directory, and the folder may have moved since)
+        uri = join_uri(output_uri, "videos", posixpath.basename(result["video_uri"]))
         frames = _frames(uri, options)
         fam = settings[family]
         row = {c: None for c in METRICS_COLUMNS}

@@ -34,6 +34,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from stt2v_ray.config import EnhanceSettings
 from stt2v_ray.models.job import GenerationJob
+from stt2v_ray.models.pixel_vae import vae_scale_factor
 from stt2v_ray.models.text import build_tiny_text_encoder, build_tiny_tokenizer, encode_text
 from stt2v_ray.plan.samplers import add_noise, alphas_cumprod, ddim_step, ddim_timesteps, sdedit_timesteps, to_x0_eps
 
@@ -64,6 +65,8 @@ class VideoEnhancer:
         base_height: int,
         base_width: int,
         device: str | torch.device = "cpu",
+        prediction_type: str = PREDICTION_TYPE,
+        beta_schedule: str = BETA_SCHEDULE,
     ) -> None:
         self.tokenizer, self.text_encoder, self.vae, self.unet = tokenizer, text_encoder, vae, unet
         self.settings = settings
@@ -72,7 +75,7 @@ class VideoEnhancer:
         self.height, self.width = base_height * settings.scale, base_width * settings.scale
 
         # The VAE halves the size once per down block but the last; the UNet likewise.
-        self.vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.vae_factor = vae_scale_factor(vae)
         unet_factor = 2 ** (len(unet.config.block_out_channels) - 1)
         multiple = self.vae_factor * unet_factor
         if self.height % multiple or self.width % multiple:
@@ -88,9 +91,9 @@ class VideoEnhancer:
                 f"latent channels ({self.latent_channels})"
             )
         self.scaling_factor = float(vae.config.scaling_factor)
-        self.prediction_type = PREDICTION_TYPE
+        self.prediction_type = prediction_type
 
-        self.alphas_cumprod = alphas_cumprod(beta_schedule=BETA_SCHEDULE)
+        self.alphas_cumprod = alphas_cumprod(beta_schedule=beta_schedule)
         self.timesteps: list[int] = [int(t) for t in sdedit_timesteps(ddim_timesteps(settings.steps), settings.strength)]
 
     # ------------------------------------------------------------------ conditioning

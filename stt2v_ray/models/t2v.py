@@ -30,6 +30,7 @@ from stt2v_ray.models.apm import APM
 from stt2v_ray.models.cam import CAM
 from stt2v_ray.models.job import GenerationJob
 from stt2v_ray.models.memory import on_device, to_device_except
+from stt2v_ray.models.pixel_vae import vae_scale_factor
 from stt2v_ray.models.streaming_unet3d import StreamingUNet3D
 from stt2v_ray.models.text import build_tiny_text_encoder, build_tiny_tokenizer, encode_text
 from stt2v_ray.plan import samplers, seeds
@@ -62,6 +63,8 @@ class T2VGenerator:
         offload: bool = False,
         sequential_cfg: bool = False,
         decode_chunk: int = 1,
+        prediction_type: str = "epsilon",
+        beta_schedule: str = "scaled_linear",
     ):
         self.tokenizer, self.text_encoder, self.vae, self.model = tokenizer, text_encoder, vae, model
         # The official streaming checkpoint carries its own fine-tuned copy of the base UNet
@@ -71,16 +74,19 @@ class T2VGenerator:
         self.device = torch.device(device)
         self.chunk_frames, self.cond_frames = settings.chunk_frames, settings.cond_frames
         self.height, self.width = settings.height, settings.width
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.vae_scale_factor = vae_scale_factor(vae)
         if self.height % self.vae_scale_factor or self.width % self.vae_scale_factor:
             raise ValueError(
                 f"T2VGenerator: height x width {self.height}x{self.width} must be divisible by the VAE factor {self.vae_scale_factor}"
             )
-        self.alphas_cumprod = samplers.alphas_cumprod(NUM_TRAIN_TIMESTEPS, "scaled_linear", 0.00085, 0.012)
+        # Modelscope's schedule by default; the toy preset is trained with v-prediction on the cosine one
+        self.prediction_type = prediction_type
+        self.alphas_cumprod = samplers.alphas_cumprod(NUM_TRAIN_TIMESTEPS, beta_schedule, 0.00085, 0.012)
         self.timesteps = samplers.ddim_timesteps(settings.steps, NUM_TRAIN_TIMESTEPS, "leading", STEPS_OFFSET)
         if decode_chunk < 1:
             raise ValueError(f"T2VGenerator: decode_chunk must be >= 1, got {decode_chunk}")
         self.offload, self.sequential_cfg, self.decode_chunk = offload, sequential_cfg, decode_chunk
+        self.use_apm = True  # False: streaming chunks without the anchor's image tokens (the CAM-only ablation)
         if offload:  # this generator places its models: offloaded ones on the CPU, the rest on the device
             keep = self.offloaded_modules()
             for module in keep:
@@ -133,6 +139,7 @@ class T2VGenerator:
         cond_frames = image_tokens = None
         if index > 0:
             cond_frames = cond.to(dev, dtype)[None].expand(2, -1, -1, -1, -1)  # (2, Fc, 3, H, W)
+        if index > 0 and self.use_apm:
             anchor = anchor.to(dev, torch.float32)
             with on_device(dev, self.offload, self.model.apm.image_encoder):
                 # float32 pixels: the resize has no CPU half kernels; CLIP casts them at its patch embedding
@@ -152,7 +159,7 @@ class T2VGenerator:
                 eps = out[0] + s.guidance_scale * (out[1] - out[0])
                 a_t = samplers.alpha_bar_at(self.alphas_cumprod, t)
                 a_prev = samplers.alpha_bar_at(self.alphas_cumprod, samplers.prev_timestep(t, s.steps, NUM_TRAIN_TIMESTEPS))
-                x0, eps = samplers.to_x0_eps(x, eps, a_t, "epsilon")
+                x0, eps = samplers.to_x0_eps(x, eps, a_t, self.prediction_type)
                 noise = None
                 if samplers.ddim_sigma(a_t, a_prev, s.eta) > 0.0:
                     noise = seeds.randn(latent_shape, state.seed, "t2v-step", index, step).to(dev)
@@ -161,7 +168,7 @@ class T2VGenerator:
         # 5. Decode `decode_chunk` frames per call (default one at a time)
         scale, k = self.vae.config.scaling_factor, self.decode_chunk
         with on_device(dev, self.offload, self.vae):
-            vae_dtype = next(self.vae.parameters()).dtype
+            vae_dtype = self.vae.dtype
             frames = [self.vae.decode((x[i : i + k] / scale).to(vae_dtype)).sample.float() for i in range(0, x.shape[0], k)]
         return torch.cat(frames).clamp(-1.0, 1.0).float().cpu()
 
@@ -171,7 +178,8 @@ class T2VGenerator:
         def forward(half: slice) -> Tensor:
             if index == 0:
                 return self.first_chunk_unet(sample[half], timestep, encoder_hidden_states=text[half]).sample
-            return self.model(sample[half], timestep, text[half], cond_frames[half], image_tokens[half])
+            tokens = image_tokens[half] if image_tokens is not None else None  # None: APM off (ablation)
+            return self.model(sample[half], timestep, text[half], cond_frames[half], tokens)
 
         if not self.sequential_cfg:
             return forward(slice(None))

@@ -23,6 +23,7 @@ from stt2v_ray.models.job import GenerationJob
 from stt2v_ray.pipeline.base import stream_base_chunks
 from stt2v_ray.pipeline.enhance import EnhanceRecipe, enhance_stream
 from stt2v_ray.plan.chunks import EnhancePlan, base_frames_for_output, base_plan, enhance_plan
+from stt2v_ray.video.contact import ContactSheet
 from stt2v_ray.video.encode import Mp4Writer
 from stt2v_ray.video.frames import load_image, to_uint8
 from stt2v_ray.video.interpolate import StreamingInterpolator
@@ -146,7 +147,7 @@ def render_video(request, settings: RunSettings, components, video_uri: str, clo
     # 5. Encoding: frames piped to ffmpeg as they come; the file appears only complete.
     fps = request.fps or settings.encode.default_fps
     writer = Mp4Writer(video_uri, width, height, fps, crf=settings.encode.crf, preset=settings.encode.preset,
-                       storage_options=storage_options)
+                       storage_options=storage_options, contact_sheet=ContactSheet(request.num_frames))
     with writer:
         for piece in frames:
             with clock("encode", f"frames {writer.frames_written}-{writer.frames_written + piece.shape[0] - 1}"):

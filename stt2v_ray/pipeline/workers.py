@@ -21,6 +21,7 @@ from stt2v_ray.pipeline.components import Components
 from stt2v_ray.pipeline.enhance import enhance_stream
 from stt2v_ray.pipeline.shard import SegmentEnhancer
 from stt2v_ray.pipeline.video import StageClock, enhance_recipe, frame_budget, make_job
+from stt2v_ray.video.contact import ContactSheet
 from stt2v_ray.video.encode import Mp4Writer
 from stt2v_ray.video.frames import to_uint8
 from stt2v_ray.video.interpolate import StreamingInterpolator
@@ -244,7 +245,8 @@ class WriteWorker(Worker):
 
     def open(self, video_id: str, uri: str, width: int, height: int, fps: int, num_frames: int) -> None:
         enc = self.settings.encode
-        writer = Mp4Writer(uri, width, height, fps, crf=enc.crf, preset=enc.preset, storage_options=self.storage_options)
+        writer = Mp4Writer(uri, width, height, fps, crf=enc.crf, preset=enc.preset, storage_options=self.storage_options,
+                           contact_sheet=ContactSheet(num_frames))
         writer.__enter__()
         self._writers[video_id] = (writer, num_frames)
 

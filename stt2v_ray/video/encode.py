@@ -14,6 +14,7 @@ import ffmpeg
 import numpy as np
 
 from stt2v_ray.storage import atomic_output
+from stt2v_ray.video.contact import ContactSheet, sheet_uri
 
 _STDERR_TAIL = 2000  # characters of ffmpeg's log quoted in errors
 
@@ -45,6 +46,7 @@ class Mp4Writer:
         crf: int = 18,
         preset: str = "medium",
         storage_options: dict | None = None,
+        contact_sheet: ContactSheet | None = None,
     ):
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise ValueError(
@@ -56,6 +58,7 @@ class Mp4Writer:
         self.width, self.height, self.fps = width, height, fps
         self.crf, self.preset = crf, preset
         self.storage_options = storage_options
+        self.contact_sheet = contact_sheet  # saved beside the MP4 (<name>.png) when it succeeds
         self.frames_written = 0
         self._hash = hashlib.sha256()
         self._stack: contextlib.ExitStack | None = None
@@ -112,6 +115,8 @@ class Mp4Writer:
                 f"ffmpeg exited (code {self._proc.returncode}) while writing {self.uri}: {self._stderr_tail()}"
             ) from None
         self._hash.update(data)
+        if self.contact_sheet is not None:
+            self.contact_sheet.add(frames if frames.ndim == 4 else frames[None], self.frames_written)
         self.frames_written += 1 if frames.ndim == 3 else frames.shape[0]
 
     def _stderr_tail(self) -> str:
@@ -143,6 +148,8 @@ class Mp4Writer:
         try:
             if exc is None:
                 self._finish()
+                if self.contact_sheet is not None:  # before the MP4 lands: a failure here discards both
+                    self.contact_sheet.save(sheet_uri(self.uri), self.storage_options)
             else:
                 self._abort()
         except BaseException:

@@ -89,7 +89,7 @@ def test_demo_job_submitted_through_the_cli(ray_head, tmp_path):
         "job", "submit", "--address", ray_head, "--submission-id", job_id, "--no-wait",
         "--working-dir", ".", "--runtime-env-json",
         json.dumps({"excludes": [".git", ".venv", "outputs", "*.egg-info", "__pycache__", ".pytest_cache"]}),
-        "--", "python", "jobs/render.py", "manifests/demo.yaml", "--output", str(out), *sets,
+        "--", "python", "jobs/render.py", "manifests/tiny.yaml", "--output", str(out), *sets,
     )
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
 
@@ -107,6 +107,7 @@ def test_demo_job_submitted_through_the_cli(ray_head, tmp_path):
     rows = pq.read_table(out / "results.parquet").to_pylist()
     assert [(r["id"], r["status"], r["num_frames"]) for r in rows] == [
         ("red-circle", "ok", 96), ("blue-square", "ok", 120), ("sunrise-i2v", "ok", 96)]
-    assert {p.name for p in (out / "videos").iterdir()} == {"red-circle.mp4", "blue-square.mp4", "sunrise-i2v.mp4"}
+    names = {"red-circle", "blue-square", "sunrise-i2v"}
+    assert {p.name for p in (out / "videos").iterdir()} == {f"{n}.{ext}" for n in names for ext in ("mp4", "png")}
     workers = {r["worker"] for r in pq.read_table(out / "timeline.parquet").to_pylist()}
     assert {"base-0", "enhance-g0s0", "interpolate-0", "write-0"} <= workers  # ran on the cluster's actors

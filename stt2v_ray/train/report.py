@@ -1,0 +1,79 @@
+"""The training report kept beside the weights: a loss curve PNG per stage, settings, minutes.
+
+PNG plots are drawn with Pillow (no plotting library is a dependency): raw per-step losses in
+grey, their moving average in blue, on a log-scaled loss axis.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from stt2v_ray.train.config import STAGES, TrainSettings
+
+
+def read_losses(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def moving_average(values: list[float], window: int) -> list[float]:
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_losses(rows: list[dict], title: str, path: Path, size: tuple[int, int] = (640, 360)) -> None:
+    w, h = size
+    left, right, top, bottom = 60, 16, 28, 36
+    img = Image.new("RGB", size, "white")
+    d = ImageDraw.Draw(img)
+    d.text((left, 8), title, fill="black")
+    if not rows:
+        img.save(path)
+        return
+    steps = [r["step"] for r in rows]
+    logs = [math.log10(max(r["loss"], 1e-8)) for r in rows]
+    lo, hi = min(logs), max(logs)
+    hi = hi if hi > lo else lo + 1
+    x_max = max(steps) or 1
+
+    def xy(step: float, log_loss: float) -> tuple[float, float]:
+        return (left + (w - left - right) * step / x_max, top + (h - top - bottom) * (hi - log_loss) / (hi - lo))
+
+    d.rectangle([left, top, w - right, h - bottom], outline="black")
+    for value in (lo, (lo + hi) / 2, hi):
+        y = xy(0, value)[1]
+        d.text((4, y - 6), f"{10 ** value:.3g}", fill="black")
+    d.text((left, h - bottom + 4), "0", fill="black")
+    d.text((w - right - 40, h - bottom + 4), f"step {x_max}", fill="black")
+    d.point([xy(s, l) for s, l in zip(steps, logs)], fill=(170, 170, 170))
+    smooth = moving_average(logs, max(1, len(logs) // 30))
+    d.line([xy(s, l) for s, l in zip(steps, smooth)], fill=(20, 60, 200), width=2)
+    img.save(path)
+
+
+def write_report(out: Path, settings: TrainSettings) -> Path:
+    report = out / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    summary = {"settings": settings.model_dump(), "stages": {}}
+    lines = ["# Toy preset training report", "", "| stage | steps | minutes | first 20 steps' loss | last 20 steps' loss |",
+             "|---|---|---|---|---|"]
+    for stage in STAGES:
+        rows = read_losses(out / "stages" / stage / "loss.jsonl")
+        if not rows:
+            continue
+        first = sum(r["loss"] for r in rows[:20]) / len(rows[:20])
+        last = sum(r["loss"] for r in rows[-20:]) / len(rows[-20:])
+        minutes = rows[-1]["seconds"] / 60
+        summary["stages"][stage] = {"steps": len(rows), "minutes": round(minutes, 2),
+                                    "loss_first20": round(first, 5), "loss_last20": round(last, 5)}
+        plot_losses(rows, f"{stage}: loss per step (log scale)", report / f"loss_{stage}.png")
+        lines.append(f"| {stage} | {len(rows)} / {getattr(settings, stage).steps} | {minutes:.1f} | {first:.4f} | {last:.4f} |")
+    lines += ["", "Settings: `report.json` (`settings`). Loss curves: `loss_<stage>.png`."]
+    (report / "report.json").write_text(json.dumps(summary, indent=1))
+    (report / "README.md").write_text("\n".join(lines) + "\n")
+    return report

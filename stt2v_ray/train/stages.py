@@ -1,0 +1,127 @@
+"""The four training stages, as the paper trains StreamingT2V (on toy clips, at toy size):
+
+1. `base`: the text-to-video UNet and its text encoder, on 16-frame clips.
+2. `cam`: the CAM with everything else frozen: its encoder starts as a copy of the trained
+   base encoder (ControlNet-style), the frame encoder and injectors at their zero-output init;
+   it learns to continue a clip from its first 8 frames (the previous chunk's last 8 at
+   inference). Only the 8 new frames are in the loss: the pipeline drops the regenerated ones.
+3. `apm`: the APM (image encoder, token MLP, the mixers in every spatial cross-attention),
+   the rest frozen: a chunk from later in a clip, conditioned on the clip's first frame.
+4. `enhancer`: the 2x SDEdit enhancer UNet and its text encoder, on 64x64 clips, noise levels
+   up to t=700 (SDEdit starts at strength 0.6 x 1000).
+
+All predict x0 ("sample") on the cosine schedule in pixel-unshuffled space
+(`stt2v_ray.models.toy`), the parametrisation the toy generators sample with. A stage is a `Setup`: the modules it
+saves, the parameters it trains, and its loss.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from stt2v_ray.models import toy
+from stt2v_ray.plan.samplers import alphas_cumprod
+from stt2v_ray.train.data import COND, Batch, noise_draws
+
+ALPHAS = alphas_cumprod(1000, toy.BETA_SCHEDULE)
+T_MAX = {"base": 1000, "cam": 1000, "apm": 1000, "enhancer": 700}
+
+
+@dataclass
+class Setup:
+    stage: str
+    export_name: str  # "t2v" or "enhancer": the weights file it (re)writes
+    modules: dict[str, nn.Module]  # prefix -> module: everything saved under export_name
+    trainable: dict[str, nn.Parameter]  # "prefix.name" -> parameter
+    loss: Callable[[Batch, int], Tensor]  # (batch, step) -> scalar
+
+
+def named(modules: dict[str, nn.Module], keep: Callable[[str], bool]) -> dict[str, nn.Parameter]:
+    params = {}
+    for prefix, module in modules.items():
+        for name, p in module.named_parameters():
+            full = f"{prefix}.{name}"
+            p.requires_grad_(keep(full))
+            if keep(full):
+                params[full] = p
+    return params
+
+
+def to_latents(frames: Tensor, factor: int) -> Tensor:
+    """(B, F, 3, H, W) -> (B, 3 f^2, F, H/f, W/f), what PixelShuffleVAE.encode gives per frame."""
+    b, f = frames.shape[:2]
+    z = F.pixel_unshuffle(frames.flatten(0, 1), factor)
+    return z.reshape(b, f, *z.shape[1:]).permute(0, 2, 1, 3, 4)
+
+
+def noised(x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+    """x_t for clean x0 at integer timesteps t (B,); the target is x0 itself."""
+    ab = ALPHAS[t].view(-1, *([1] * (x0.ndim - 1)))
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+
+def encode_prompts(tokenizer, text_encoder, prompts: list[str], drop: Tensor) -> Tensor:
+    texts = ["" if d else p for p, d in zip(prompts, drop.tolist())]
+    ids = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    return text_encoder(ids)[0]
+
+
+def setup_stage(stage: str, seed: int, weights: Path) -> Setup:
+    if stage == "enhancer":
+        tokenizer, text_encoder, unet = toy.enhancer_modules(seed)
+        modules = {"text_encoder": text_encoder, "unet": unet}
+        trainable = named(modules, lambda n: True)
+
+        def enhancer_loss(batch: Batch, step: int) -> Tensor:
+            x0 = to_latents(batch.frames, toy.ENHANCER_FACTOR)
+            t, noise, drop = noise_draws(seed, stage, step, tuple(x0.shape), T_MAX[stage], 0.1)
+            x_t = noised(x0, t, noise)
+            text = encode_prompts(tokenizer, text_encoder, batch.prompts, drop)
+            return F.mse_loss(unet(x_t, t, encoder_hidden_states=text).sample.float(), x0)
+
+        return Setup(stage, "enhancer", modules, trainable, enhancer_loss)
+
+    tokenizer, text_encoder, model = toy.t2v_modules(seed)
+    modules = {"text_encoder": text_encoder, "model": model}
+    if stage == "base":
+        # the APM mixers are installed but unused without image tokens: not trained here
+        trainable = named(modules, lambda n: n.startswith("text_encoder.") or
+                          (n.startswith("model.unet.") and ".processor." not in n))
+    else:
+        toy.load_into(modules, weights, "t2v")  # the previous stage's export
+        if stage == "cam":
+            toy.recopy_cam(model)
+            trainable = named(modules, lambda n: n.startswith("model.cam."))
+        elif stage == "apm":
+            mixers = {f"model.unet.{k}" for k, _ in model.unet.named_parameters() if ".processor." in k}
+            trainable = named(modules, lambda n: n.startswith("model.apm.") or n in mixers)
+        else:
+            raise ValueError(f"unknown stage {stage!r}")
+    if stage != "base":
+        text_encoder.requires_grad_(False)
+    dropout = 0.1
+
+    def t2v_loss(batch: Batch, step: int) -> Tensor:
+        x0 = to_latents(batch.frames, toy.BASE_FACTOR)
+        t, noise, drop = noise_draws(seed, stage, step, tuple(x0.shape), T_MAX[stage], dropout)
+        x_t = noised(x0, t, noise)
+        text = encode_prompts(tokenizer, text_encoder, batch.prompts, drop)
+        if stage == "base":
+            return F.mse_loss(model(x_t, t, text).float(), x0)
+        cond = batch.frames[:, :COND]
+        tokens = None
+        if stage == "apm":  # unconditional half at inference: negative prompt + a zero (mid-grey) anchor
+            anchors = torch.where(drop.view(-1, 1, 1, 1), torch.zeros_like(batch.anchors), batch.anchors)
+            tokens = model.apm(anchors)
+        pred = model(x_t, t, text, cond, tokens).float()
+        return F.mse_loss(pred[:, :, COND:], x0[:, :, COND:])  # only the new frames count
+
+    return Setup(stage, "t2v", modules, trainable, t2v_loss)
+
+
