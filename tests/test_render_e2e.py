@@ -209,7 +209,8 @@ def test_manifest_to_s3(tmp_path, s3_bucket, image):
     assert main(["render", str(manifest), "--output", out, "--quiet"] + sets()) == 0
     fs = s3fs.S3FileSystem()
     fs.invalidate_cache()
-    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{s3_bucket}/runs/manifest/videos")) == ["s3-i2v.mp4", "s3-t2v.mp4"]
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{s3_bucket}/runs/manifest/videos")) == [
+        "s3-i2v.mp4", "s3-i2v.png", "s3-t2v.mp4", "s3-t2v.png"]
     with fs.open(f"{s3_bucket}/runs/manifest/results.parquet", "rb") as f:
         rows = pq.read_table(f).to_pylist()
     assert [(r["id"], r["status"], r["video_uri"]) for r in rows] == [
@@ -245,6 +246,6 @@ def test_a_preset_without_the_family_is_an_input_error(tmp_path):
     image = tmp_path / "a.png"
     Image.new("RGB", (8, 8)).save(image)
     manifest = tmp_path / "m.yaml"
-    manifest.write_text(f"settings: {{preset: toy}}\nprompts:\n  - {{prompt: x, image: {image}}}\n")
+    manifest.write_text(f"settings: {{preset: toy}}\nprompts:\n  - {{prompt: x, num_frames: 8, image: {image}}}\n")
     issues = [str(i) for i in open_input(str(manifest)).validate([], base={})]
     assert issues == [f"{manifest}: prompts[0]: image: preset 'toy' has no image-to-video model (it has: t2v)"]
