@@ -69,13 +69,8 @@ def prompts(n: int) -> list[ToyPrompt]:
 
 
 def metrics(frames: torch.Tensor, prompt: str, seams: list[int] | None, chunk: int, cond: int) -> dict:
-    row = evaluate_video(frames, prompt, 1, chunk, cond)
-    if seams is not None:  # enhancer seams instead of base chunk borders
-        from stt2v_ray.metrics.flow import consecutive_flows
-        from stt2v_ray.metrics.seams import seam_stats
-        from stt2v_ray.metrics.track import track_object
-
-        row.update(seam_stats(frames, seams, consecutive_flows(frames), track_object(frames).centres))
+    """evaluate_video's row (seams: enhancer seams, or None for the base chunk borders) plus seam_jump."""
+    row = evaluate_video(frames, prompt, 1, chunk, cond, seams=seams)
     row["seam_jump"] = row["jump_ratio"]
     return row
 

@@ -44,12 +44,15 @@ SUMMARY_COLUMNS = ("id", "num_frames", "mawe", "scene_cuts", "seam_flow_std", "i
 
 
 def evaluate_video(frames: Tensor, prompt: str | None, factor: int, chunk_frames: int, cond_frames: int,
-                   anchor_frame: int = 0) -> dict:
-    """Every metric of one video (F,3,H,W) in [-1, 1] made with the given base chunking."""
+                   anchor_frame: int = 0, seams: list[int] | None = None) -> dict:
+    """Every metric of one video (F,3,H,W) in [-1, 1] made with the given base chunking.
+
+    seams: the transitions to treat as seams (default: the base chunk borders)."""
     n = frames.shape[0]
     toy: ToyPrompt | None = parse_prompt(prompt) if prompt else None
     flows = consecutive_flows(frames)
-    seams = seam_transitions(n, factor, chunk_frames, cond_frames)
+    if seams is None:
+        seams = seam_transitions(n, factor, chunk_frames, cond_frames)
     track = track_object(frames) if toy is not None else None
     row = {"toy_prompt": toy is not None, "mawe": mawe(frames, flows), "mawe_paper": mawe_paper(frames, flows),
            "scene_cuts": scene_cuts(frames)}

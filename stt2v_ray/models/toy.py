@@ -108,12 +108,17 @@ def build_unet(latent_channels: int, seed: int = 0) -> UNet3DConditionModel:
         )
 
 
+def build_cam(unet: UNet3DConditionModel) -> CAM:
+    """The toy CAM: an encoder copy of `unet` (as it is now), frame encoder, injectors."""
+    return CAM(unet, vae_scale_factor=BASE_FACTOR, frame_channels=(16, 32), head_dim=32)
+
+
 def build_streaming_unet(seed: int = 0) -> StreamingUNet3D:
     """Streaming UNet: base UNet + CAM (its encoder copied now) + APM (processors installed)."""
     unet = build_unet(3 * BASE_FACTOR**2, seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
-        cam = CAM(unet, vae_scale_factor=BASE_FACTOR, frame_channels=(16, 32), head_dim=32)
+        cam = build_cam(unet)
         vision = CLIPVisionModelWithProjection(CLIPVisionConfig(
             image_size=32, patch_size=8, hidden_size=WIDTH, intermediate_size=2 * WIDTH, num_hidden_layers=2,
             num_attention_heads=4, projection_dim=WIDTH,
@@ -126,7 +131,7 @@ def build_streaming_unet(seed: int = 0) -> StreamingUNet3D:
 def recopy_cam(model: StreamingUNet3D) -> None:
     """Start the CAM's encoder copy from the (trained) base UNet, ControlNet-style; the frame
     encoder and injectors keep their own (zero-output) init."""
-    fresh = CAM(model.unet, vae_scale_factor=BASE_FACTOR, frame_channels=(16, 32), head_dim=32)
+    fresh = build_cam(model.unet)
     own = {k: v for k, v in model.cam.state_dict().items() if k.startswith(("frame_encoder.", "skip_injectors.", "mid_injector."))}
     fresh.load_state_dict({**fresh.state_dict(), **own})
     model.cam = fresh

@@ -88,7 +88,7 @@ def train_stage(stage: str, settings: TrainSettings, out: Path, log: Callable[[s
     folder = out / "stages" / stage
     folder.mkdir(parents=True, exist_ok=True)
     ckpt, loss_log = folder / "checkpoint.safetensors", folder / "loss.jsonl"
-    setup = setup_stage(stage, settings.seed, out / "weights")
+    setup = setup_stage(stage, settings.seed, out / "weights", st.text_dropout)
     for module in setup.modules.values():
         toy.use_math_attention(module)
         module.eval()  # no dropout: a step is a function of (weights, seed, step)

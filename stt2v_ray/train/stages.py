@@ -47,7 +47,7 @@ def named(modules: dict[str, nn.Module], keep: Callable[[str], bool]) -> dict[st
         for name, p in module.named_parameters():
             full = f"{prefix}.{name}"
             p.requires_grad_(keep(full))
-            if keep(full):
+            if p.requires_grad:
                 params[full] = p
     return params
 
@@ -72,7 +72,7 @@ def encode_prompts(tokenizer, text_encoder, prompts: list[str], drop: Tensor) ->
     return text_encoder(ids)[0]
 
 
-def setup_stage(stage: str, seed: int, weights: Path) -> Setup:
+def setup_stage(stage: str, seed: int, weights: Path, text_dropout: float = 0.1) -> Setup:
     if stage == "enhancer":
         tokenizer, text_encoder, unet = toy.enhancer_modules(seed)
         modules = {"text_encoder": text_encoder, "unet": unet}
@@ -80,7 +80,7 @@ def setup_stage(stage: str, seed: int, weights: Path) -> Setup:
 
         def enhancer_loss(batch: Batch, step: int) -> Tensor:
             x0 = to_latents(batch.frames, toy.ENHANCER_FACTOR)
-            t, noise, drop = noise_draws(seed, stage, step, tuple(x0.shape), T_MAX[stage], 0.1)
+            t, noise, drop = noise_draws(seed, stage, step, tuple(x0.shape), T_MAX[stage], text_dropout)
             x_t = noised(x0, t, noise)
             text = encode_prompts(tokenizer, text_encoder, batch.prompts, drop)
             return F.mse_loss(unet(x_t, t, encoder_hidden_states=text).sample.float(), x0)
@@ -105,11 +105,10 @@ def setup_stage(stage: str, seed: int, weights: Path) -> Setup:
             raise ValueError(f"unknown stage {stage!r}")
     if stage != "base":
         text_encoder.requires_grad_(False)
-    dropout = 0.1
 
     def t2v_loss(batch: Batch, step: int) -> Tensor:
         x0 = to_latents(batch.frames, toy.BASE_FACTOR)
-        t, noise, drop = noise_draws(seed, stage, step, tuple(x0.shape), T_MAX[stage], dropout)
+        t, noise, drop = noise_draws(seed, stage, step, tuple(x0.shape), T_MAX[stage], text_dropout)
         x_t = noised(x0, t, noise)
         text = encode_prompts(tokenizer, text_encoder, batch.prompts, drop)
         if stage == "base":
