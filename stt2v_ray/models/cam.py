@@ -21,6 +21,8 @@ from diffusers import UNet3DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch import Tensor, nn
 
+from stt2v_ray.models.text_time import text_time_condition
+
 
 class FrameEncoder(nn.Module):
     """Pixel-space conditioning frames ([-1,1]) -> features at latent resolution with the UNet's first width.
@@ -73,7 +75,7 @@ class CAMInjector(nn.Module):
     `norm`, `proj_in`, `attention.to_{q,k,v}`, `attention.to_out.0`, `proj_out`.
     """
 
-    def __init__(self, channels: int, head_dim: int = 64, norm_groups: int = 32):
+    def __init__(self, channels: int, head_dim: int = 64, norm_groups: int = 32, frame_positions: int = 0):
         super().__init__()
         if channels % norm_groups:
             raise ValueError(f"CAMInjector: norm_groups ({norm_groups}) must divide channels ({channels})")
@@ -89,6 +91,14 @@ class CAMInjector(nn.Module):
         self.proj_out = nn.Linear(channels, channels)
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
+        # Optional (toy preset; the official layout has none): learned per-frame offsets of the
+        # queries (chunk frame j) and the keys (conditioning frame k), so that attention can route
+        # by frame position, e.g. chunk frame j to conditioning frame j. Random, not zero: their
+        # product must have a gradient; proj_out's zero init keeps a fresh injector a no-op.
+        self.frame_positions = frame_positions
+        if frame_positions:
+            self.query_pos = nn.Parameter(torch.randn(frame_positions, channels) * 0.5)
+            self.key_pos = nn.Parameter(torch.randn(frame_positions, channels) * 0.5)
 
     def _tokens(self, x: Tensor, frames: int) -> Tensor:
         # (B*F, C, H, W) -> normalised over (C, F, H, W) -> (B*H*W, F, C)
@@ -116,7 +126,13 @@ class CAMInjector(nn.Module):
         def heads(t: Tensor) -> Tensor:  # (N, L, C) -> (N, heads, L, C / heads)
             return t.reshape(t.shape[0], t.shape[1], self.heads, -1).transpose(1, 2)
 
-        out = F.scaled_dot_product_attention(heads(self.to_q(q_in)), heads(self.to_k(kv_in)), heads(self.to_v(kv_in)))
+        q, k = q_in, kv_in
+        if self.frame_positions:
+            if num_frames > self.frame_positions or num_cond_frames > self.frame_positions:
+                raise ValueError(f"CAMInjector: {num_frames} frames ({num_cond_frames} conditioning) but only "
+                                 f"{self.frame_positions} learned frame positions")
+            q, k = q + self.query_pos[:num_frames], k + self.key_pos[:num_cond_frames]
+        out = F.scaled_dot_product_attention(heads(self.to_q(q)), heads(self.to_k(k)), heads(self.to_v(kv_in)))
         out = self.proj_out(self.to_out(out.transpose(1, 2).reshape(q_in.shape)))  # (B*H*W, F, C)
         return out.reshape(batch, h, w, num_frames, c).permute(0, 3, 4, 1, 2).reshape(bf, c, h, w)
 
@@ -140,6 +156,7 @@ class CAM(nn.Module):
         vae_scale_factor: int = 8,
         frame_channels: Sequence[int] = (32, 96, 256, 512),
         head_dim: int = 64,
+        frame_positions: int = 0,
     ):
         super().__init__()
         if vae_scale_factor < 1 or vae_scale_factor & (vae_scale_factor - 1):
@@ -162,8 +179,8 @@ class CAM(nn.Module):
             if block.downsamplers is not None:
                 skip_channels += [down.out_channels for down in block.downsamplers]
         groups = unet.config.norm_num_groups
-        self.skip_injectors = nn.ModuleList(CAMInjector(c, head_dim, groups) for c in skip_channels)
-        self.mid_injector = CAMInjector(unet.config.block_out_channels[-1], head_dim, groups)
+        self.skip_injectors = nn.ModuleList(CAMInjector(c, head_dim, groups, frame_positions) for c in skip_channels)
+        self.mid_injector = CAMInjector(unet.config.block_out_channels[-1], head_dim, groups, frame_positions)
 
     def forward(
         self, latents: Tensor, timestep: Tensor, text: Tensor, frames: Tensor
@@ -178,7 +195,7 @@ class CAM(nn.Module):
         timesteps = torch.as_tensor(timestep, device=latents.device)
         timesteps = timesteps[None] if timesteps.ndim == 0 else timesteps
         t_emb = self.time_proj(timesteps.expand(batch)).to(dtype=self.conv_in.weight.dtype)
-        emb = self.time_embedding(t_emb).repeat_interleave(num_frames, dim=0)
+        emb = self.time_embedding(t_emb, text_time_condition(self.time_embedding, text)).repeat_interleave(num_frames, dim=0)
         text = text.repeat_interleave(num_frames, dim=0)
 
         # 2. pre-process: conv_in, the temporal transformer, then + frame encoder features (the

@@ -36,6 +36,7 @@ from stt2v_ray.config import EnhanceSettings
 from stt2v_ray.models.job import GenerationJob
 from stt2v_ray.models.pixel_vae import vae_scale_factor
 from stt2v_ray.models.text import build_tiny_text_encoder, build_tiny_tokenizer, encode_text
+from stt2v_ray.models.text_time import unet_kwargs
 from stt2v_ray.plan.samplers import add_noise, alphas_cumprod, ddim_step, ddim_timesteps, sdedit_timesteps, to_x0_eps
 
 # MS-Vid2Vid-XL predicts v (Salimans & Ho) on the "linear_sd" schedule: betas linear in
@@ -150,7 +151,8 @@ class VideoEnhancer:
         sample = x_t.to(self.device, self.unet.dtype).permute(1, 0, 2, 3)[None]
         sample = torch.cat([sample, sample])
         timestep = torch.tensor([t], device=self.device)
-        out = self.unet(sample, timestep, encoder_hidden_states=state.embeddings).sample.float()
+        out = self.unet(sample, timestep, encoder_hidden_states=state.embeddings,
+                        **unet_kwargs(self.unet, state.embeddings)).sample.float()
         uncond, cond = out[0], out[1]
         guided = uncond + self.settings.guidance_scale * (cond - uncond)
         model_out = guided.permute(1, 0, 2, 3).to(x_t.device)  # (c, C, h, w) -> (C, c, h, w)

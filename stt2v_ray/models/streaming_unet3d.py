@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from stt2v_ray.models.apm import APM
 from stt2v_ray.models.cam import CAM
+from stt2v_ray.models.text_time import text_time_condition
 
 
 class StreamingUNet3D(nn.Module):
@@ -44,7 +45,7 @@ class StreamingUNet3D(nn.Module):
             timesteps = torch.tensor([timestep], dtype=dtype, device=sample.device)
         timesteps = timesteps.expand(batch)
         t_emb = unet.time_proj(timesteps).to(dtype=unet.dtype)
-        emb = unet.time_embedding(t_emb, None)
+        emb = unet.time_embedding(t_emb, text_time_condition(unet.time_embedding, text))
         emb = emb.repeat_interleave(num_frames, dim=0, output_size=emb.shape[0] * num_frames)
         # the base UNet's spatial cross-attentions see text + image tokens; the CAM copy text only
         tokens = text if image_tokens is None else torch.cat([text, image_tokens], dim=1)

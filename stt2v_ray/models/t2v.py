@@ -33,6 +33,7 @@ from stt2v_ray.models.memory import on_device, to_device_except
 from stt2v_ray.models.pixel_vae import vae_scale_factor
 from stt2v_ray.models.streaming_unet3d import StreamingUNet3D
 from stt2v_ray.models.text import build_tiny_text_encoder, build_tiny_tokenizer, encode_text
+from stt2v_ray.models.text_time import unet_kwargs
 from stt2v_ray.plan import samplers, seeds
 
 NUM_TRAIN_TIMESTEPS = 1000
@@ -177,7 +178,8 @@ class T2VGenerator:
         """Noise prediction for both CFG halves (2, c, F, h, w): one batch-2 forward, or two batch-1 ones."""
         def forward(half: slice) -> Tensor:
             if index == 0:
-                return self.first_chunk_unet(sample[half], timestep, encoder_hidden_states=text[half]).sample
+                return self.first_chunk_unet(sample[half], timestep, encoder_hidden_states=text[half],
+                                             **unet_kwargs(self.first_chunk_unet, text[half])).sample
             tokens = image_tokens[half] if image_tokens is not None else None  # None: APM off (ablation)
             return self.model(sample[half], timestep, text[half], cond_frames[half], tokens)
 

@@ -39,6 +39,7 @@ from stt2v_ray.models.text import BOS, EOS, bytes_to_unicode
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "toy"
 PREDICTION_TYPE, BETA_SCHEDULE = "sample", "squaredcos_cap_v2"
 MAX_TOKENS = 16
+CHUNK_FRAMES = 16  # frames of a base chunk, the preset's t2v.chunk_frames (the CAM's frame positions)
 WIDTH = 64  # text/cross-attention width
 BASE_FACTOR, ENHANCER_FACTOR = 4, 4  # pixel-unshuffle factors: 32x32 -> 8x8x48, 64x64 -> 16x16x48
 GRAMMAR_WORDS = sorted(
@@ -96,21 +97,34 @@ def build_text_encoder(tokenizer: CLIPTokenizer, seed: int = 0) -> CLIPTextModel
 
 def build_unet(latent_channels: int, seed: int = 0) -> UNet3DConditionModel:
     """3 levels (8x8 base / 16x16 enhancer grid); attention (spatial + temporal + text) on the two
-    coarser levels and in the middle, none at full grid size (its cost dominated a CPU step)."""
+    coarser levels and in the middle, none at full grid size (its cost dominated a CPU step); the
+    prompt also enters the time embedding, so every ResNet block sees it."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return UNet3DConditionModel(
+        unet = UNet3DConditionModel(
             in_channels=latent_channels, out_channels=latent_channels,
             down_block_types=("DownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D"),
             up_block_types=("CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "UpBlock3D"),
             block_out_channels=(48, 64, 96), layers_per_block=1, norm_num_groups=16,
             cross_attention_dim=WIDTH, attention_head_dim=4,  # diffusers' UNet3D reads this as the head count
+            time_cond_proj_dim=MAX_TOKENS * WIDTH,  # the prompt's token states join the time embedding (models/text_time.py)
         )
+        # zero: a model warm-started from weights without it computes what they computed
+        torch.nn.init.zeros_(unet.time_embedding.cond_proj.weight)
+        return unet
 
 
 def build_cam(unet: UNet3DConditionModel) -> CAM:
     """The toy CAM: an encoder copy of `unet` (as it is now), frame encoder, injectors."""
-    return CAM(unet, vae_scale_factor=BASE_FACTOR, frame_channels=(16, 32), head_dim=32)
+    # frame positions: without them the per-pixel attention cannot tell chunk frames apart (the
+    # toy UNet's temporal layers have no positional encoding), and a CAM trained here learned nothing
+    cam = CAM(unet, vae_scale_factor=BASE_FACTOR, frame_channels=(16, 32), head_dim=32, frame_positions=CHUNK_FRAMES)
+    # The official frame encoder ends in a zero conv, and the injectors' proj_out is zero too: two
+    # zeros in a row, each with no gradient until the other moves. At toy size that CAM learned
+    # nothing in 1,500 CPU steps; here the last conv starts at the default init, and proj_out
+    # alone keeps a fresh CAM an exact no-op.
+    cam.frame_encoder.conv_out.reset_parameters()
+    return cam
 
 
 def build_streaming_unet(seed: int = 0) -> StreamingUNet3D:
@@ -128,13 +142,14 @@ def build_streaming_unet(seed: int = 0) -> StreamingUNet3D:
     return StreamingUNet3D(unet, cam, apm).eval()
 
 
-def recopy_cam(model: StreamingUNet3D) -> None:
-    """Start the CAM's encoder copy from the (trained) base UNet, ControlNet-style; the frame
-    encoder and injectors keep their own (zero-output) init."""
-    fresh = build_cam(model.unet)
-    own = {k: v for k, v in model.cam.state_dict().items() if k.startswith(("frame_encoder.", "skip_injectors.", "mid_injector."))}
-    fresh.load_state_dict({**fresh.state_dict(), **own})
-    model.cam = fresh
+def recopy_cam(model: StreamingUNet3D, seed: int = 0) -> None:
+    """A fresh CAM, ControlNet-style: its encoder a copy of the (trained) base UNet, its frame
+    encoder and injectors at their seeded zero-output init, whatever an earlier export held (a
+    warm-started base carries the CAM trained against the old base, whose features it no longer
+    matches)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        model.cam = build_cam(model.unet)
 
 
 def use_math_attention(module: torch.nn.Module) -> None:
@@ -161,12 +176,21 @@ def enhancer_modules(seed: int = 0) -> tuple[CLIPTokenizer, CLIPTextModel, UNet3
     return tokenizer, build_text_encoder(tokenizer, seed), build_unet(3 * ENHANCER_FACTOR**2, seed)
 
 
-def load_into(modules: dict[str, torch.nn.Module], folder: Path, name: str) -> None:
-    """Strictly load `name`'s shards into {prefix: module}; every missing/unexpected key is named."""
+# Keys added since weights were first exported, which a warm start (`--set <stage>.init=...`)
+# may lack: the zero-initialised text->time projection (the older model computes what it did),
+# and the CAM's frame positions (the cam stage builds a fresh CAM anyway).
+ADDED_KEYS = ("time_embedding.cond_proj.weight", ".query_pos", ".key_pos")
+
+
+def load_into(modules: dict[str, torch.nn.Module], folder: Path, name: str, allow_added: bool = False) -> None:
+    """Strictly load `name`'s shards into {prefix: module}; every missing/unexpected key is named.
+    `allow_added`: keys of ADDED_KEYS may be missing (they keep their zero init)."""
     state = load_sharded(folder, name)
     for prefix, module in modules.items():
         own = {k[len(prefix) + 1:]: v.float() for k, v in state.items() if k.startswith(prefix + ".")}
         missing, unexpected = module.load_state_dict(own, strict=False)
+        if allow_added:
+            missing = [k for k in missing if not k.endswith(ADDED_KEYS)]
         if missing or unexpected:
             raise ValueError(
                 f"toy weights {folder / name}: {prefix}: missing keys {sorted(missing)[:8]}"

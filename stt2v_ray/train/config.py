@@ -25,6 +25,17 @@ class StageSettings(BaseModel):
     text_dropout: float = Field(0.1, ge=0, le=1, description="Share of clips trained unconditionally (for CFG).")
     checkpoint_every: int = Field(100, ge=1, description="Steps between resumable checkpoints.")
     log_every: int = Field(10, ge=1, description="Steps between progress lines.")
+    init: str | None = Field(
+        None, description="Warm start (base, enhancer): a folder of exported toy weights to start from instead of "
+        "the seeded init; 'shipped' is the package's weights. Keys it lacks must be zero-initialised additions.")
+    object_weight: float = Field(1.0, gt=0, description="Loss weight of the pixels the object covers (1: plain MSE; "
+                                 "the background is 94% of a toy frame).")
+    t_power: float = Field(1.0, ge=1.0, description="Timestep draws t = t_max u^(1/p): 1 uniform; > 1 favours high "
+                           "noise, where the CAM and APM matter (at low noise x_t already shows the frame).")
+    cond_loss_weight: float = Field(0.0, ge=0, description="cam, apm: weight in the loss of the chunk's first "
+                                    "frames, which regenerate the conditioning frames (the new frames always count 1).")
+    window: int = Field(0, ge=0, description="cam: clips are windows starting up to this many frames into a longer "
+                        "clip (later chunks of a video are mid-path or after a bounce); 0: clips start at frame 0.")
 
 
 class TrainSettings(BaseModel):
@@ -45,9 +56,10 @@ def named_config(name: str) -> dict:
         return {"bf16": False, "base": dict(small), "cam": dict(small), "apm": dict(small), "enhancer": dict(small)}
     if name == "full":
         return {
-            "base": {"steps": 1200, "lr": 5e-4},
-            "cam": {"steps": 400, "lr": 4e-4, "batch": 8},
-            "apm": {"steps": 150, "lr": 3e-4, "warmup": 20, "batch": 8},
-            "enhancer": {"steps": 240, "lr": 5e-4, "batch": 8, "warmup": 10, "checkpoint_every": 60},
+            "base": {"steps": 2400, "lr": 4e-4, "object_weight": 10.0},
+            # cam/apm: plain MSE; with object_weight 10 the CAM's loss rose under training
+            "cam": {"steps": 2500, "lr": 1e-3, "batch": 8, "window": 48, "cond_loss_weight": 0.5, "t_power": 3.0},
+            "apm": {"steps": 300, "lr": 1e-3, "warmup": 20, "batch": 8, "cond_loss_weight": 0.5, "t_power": 3.0},
+            "enhancer": {"steps": 200, "lr": 3e-4, "batch": 8, "warmup": 20, "object_weight": 10.0},
         }
     raise ValueError(f"unknown training configuration {name!r}; known: smoke, full")

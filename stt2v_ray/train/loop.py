@@ -88,7 +88,7 @@ def train_stage(stage: str, settings: TrainSettings, out: Path, log: Callable[[s
     folder = out / "stages" / stage
     folder.mkdir(parents=True, exist_ok=True)
     ckpt, loss_log = folder / "checkpoint.safetensors", folder / "loss.jsonl"
-    setup = setup_stage(stage, settings.seed, out / "weights", st.text_dropout)
+    setup = setup_stage(stage, settings.seed, out / "weights", st)
     for module in setup.modules.values():
         toy.use_math_attention(module)
         module.eval()  # no dropout: a step is a function of (weights, seed, step)
@@ -110,7 +110,7 @@ def train_stage(stage: str, settings: TrainSettings, out: Path, log: Callable[[s
             lr = lr_at(step, st)
             for group in opt.param_groups:
                 group["lr"] = lr
-            batch = make_batch(stage, settings.seed, step, st.batch)
+            batch = make_batch(stage, settings.seed, step, st.batch, st.window)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=settings.bf16):
                 loss = setup.loss(batch, step)
             loss.backward()

@@ -5,6 +5,7 @@ grey, their moving average in blue, on a log-scaled loss axis.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -56,6 +57,14 @@ def plot_losses(rows: list[dict], title: str, path: Path, size: tuple[int, int] 
     img.save(path)
 
 
+def weights_digest(folder: Path, name: str) -> str:
+    """SHA-256 over an export's index and shards, in name order: which weights a warm start began from."""
+    digest = hashlib.sha256()
+    for file in [folder / f"{name}.index.json"] + sorted(folder.glob(f"{name}-*-of-*.safetensors")):
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
 def write_report(out: Path, settings: TrainSettings) -> Path:
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
@@ -73,6 +82,25 @@ def write_report(out: Path, settings: TrainSettings) -> Path:
                                     "loss_first20": round(first, 5), "loss_last20": round(last, 5)}
         plot_losses(rows, f"{stage}: loss per step (log scale)", report / f"loss_{stage}.png")
         lines.append(f"| {stage} | {len(rows)} / {getattr(settings, stage).steps} | {minutes:.1f} | {first:.4f} | {last:.4f} |")
+    # Warm starts: the weights a stage started from, with the report that came with them (the lineage)
+    for stage in STAGES:
+        init = getattr(settings, stage).init
+        if init is None or stage not in summary["stages"]:
+            continue
+        from stt2v_ray.train.stages import init_folder
+
+        earlier = init_folder(init) / "report" / "report.json"
+        before = json.loads(earlier.read_text()) if earlier.is_file() else None
+        name = "enhancer" if stage == "enhancer" else "t2v"
+        summary["stages"][stage]["init"] = {"from": init, "folder": str(init_folder(init)),
+                                            "weights_sha256": weights_digest(init_folder(init), name), "report": before}
+        prior = (before or {}).get("stages", {}).get(stage, {})
+        steps = f"{prior['steps']} earlier steps" if "steps" in prior else "an earlier run (no report)"
+        minutes = f", {prior['minutes']:.1f} min" if "minutes" in prior else ""
+        lines.append(f"")
+        lines.append(f"{stage} was warm-started from `{init}` ({name} weights sha256 "
+                     f"{summary['stages'][stage]['init']['weights_sha256'][:16]}...): {steps}{minutes}; that run's "
+                     f"report is in `report.json` (`stages.{stage}.init.report`).")
     lines += ["", "Settings: `report.json` (`settings`). Loss curves: `loss_<stage>.png`."]
     (report / "report.json").write_text(json.dumps(summary, indent=1))
     (report / "README.md").write_text("\n".join(lines) + "\n")

@@ -4,7 +4,9 @@
 2. `cam`: the CAM with everything else frozen: its encoder starts as a copy of the trained
    base encoder (ControlNet-style), the frame encoder and injectors at their zero-output init;
    it learns to continue a clip from its first 8 frames (the previous chunk's last 8 at
-   inference). Only the 8 new frames are in the loss: the pipeline drops the regenerated ones.
+   inference). The 8 new frames are in the loss; the regenerated ones, which the pipeline
+   drops, count with `cond_loss_weight`: reproducing them is an easier, denser signal that
+   teaches the injectors to carry the conditioning frames, and the new frames start from them.
 3. `apm`: the APM (image encoder, token MLP, the mixers in every spatial cross-attention),
    the rest frozen: a chunk from later in a clip, conditioned on the clip's first frame.
 4. `enhancer`: the 2x SDEdit enhancer UNet and its text encoder, on 64x64 clips, noise levels
@@ -25,7 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stt2v_ray.models import toy
+from stt2v_ray.models.text_time import unet_kwargs
 from stt2v_ray.plan.samplers import alphas_cumprod
+from stt2v_ray.train.config import StageSettings
 from stt2v_ray.train.data import COND, Batch, noise_draws
 
 ALPHAS = alphas_cumprod(1000, toy.BETA_SCHEDULE)
@@ -72,31 +76,63 @@ def encode_prompts(tokenizer, text_encoder, prompts: list[str], drop: Tensor) ->
     return text_encoder(ids)[0]
 
 
-def setup_stage(stage: str, seed: int, weights: Path, text_dropout: float = 0.1) -> Setup:
+def init_folder(init: str | None) -> Path | None:
+    return None if init is None else (toy.WEIGHTS_DIR if init == "shipped" else Path(init))
+
+
+def object_weighted_mse(pred: Tensor, target: Tensor, weight: Tensor | None) -> Tensor:
+    """sum(w (pred - target)^2) / sum(w); plain MSE for weight None."""
+    if weight is None:
+        return F.mse_loss(pred, target)
+    return (weight * (pred - target) ** 2).sum() / weight.sum()
+
+
+def loss_weights(batch: Batch, factor: int, object_weight: float) -> Tensor | None:
+    """Per latent element: 1 on the background, `object_weight` where the object covers a pixel.
+
+    The object covers ~6% of a toy frame, and its colour, shape and motion are all there; with
+    plain MSE the background dominates and the prompt's colour is learned last (if at all)."""
+    if object_weight == 1.0:
+        return None
+    weight = 1 + (object_weight - 1) * batch.coverage.expand(-1, -1, 3, -1, -1)
+    return to_latents(weight, factor)
+
+
+def setup_stage(stage: str, seed: int, weights: Path, st: StageSettings | None = None) -> Setup:
+    """Modules, trainable parameters and loss of one stage; `st` None: StageSettings' defaults."""
+    st = st or StageSettings(steps=1)
+    text_dropout, init, cond_loss_weight, object_weight = st.text_dropout, st.init, st.cond_loss_weight, st.object_weight
+    if init is not None and stage not in ("base", "enhancer"):
+        raise ValueError(f"{stage}.init: only base and enhancer take a warm start (cam and apm start from the previous stage)")
     if stage == "enhancer":
         tokenizer, text_encoder, unet = toy.enhancer_modules(seed)
         modules = {"text_encoder": text_encoder, "unet": unet}
+        if init is not None:
+            toy.load_into(modules, init_folder(init), "enhancer", allow_added=True)
         trainable = named(modules, lambda n: True)
 
         def enhancer_loss(batch: Batch, step: int) -> Tensor:
             x0 = to_latents(batch.frames, toy.ENHANCER_FACTOR)
-            t, noise, drop = noise_draws(seed, stage, step, tuple(x0.shape), T_MAX[stage], text_dropout)
+            t, noise, drop = noise_draws(seed, stage, step, tuple(x0.shape), T_MAX[stage], text_dropout, st.t_power)
             x_t = noised(x0, t, noise)
             text = encode_prompts(tokenizer, text_encoder, batch.prompts, drop)
-            return F.mse_loss(unet(x_t, t, encoder_hidden_states=text).sample.float(), x0)
+            pred = unet(x_t, t, encoder_hidden_states=text, **unet_kwargs(unet, text)).sample.float()
+            return object_weighted_mse(pred, x0, loss_weights(batch, toy.ENHANCER_FACTOR, object_weight))
 
         return Setup(stage, "enhancer", modules, trainable, enhancer_loss)
 
     tokenizer, text_encoder, model = toy.t2v_modules(seed)
     modules = {"text_encoder": text_encoder, "model": model}
     if stage == "base":
+        if init is not None:  # everything the export holds (CAM and APM included) carries on
+            toy.load_into(modules, init_folder(init), "t2v", allow_added=True)
         # the APM mixers are installed but unused without image tokens: not trained here
         trainable = named(modules, lambda n: n.startswith("text_encoder.") or
                           (n.startswith("model.unet.") and ".processor." not in n))
     else:
         toy.load_into(modules, weights, "t2v")  # the previous stage's export
         if stage == "cam":
-            toy.recopy_cam(model)
+            toy.recopy_cam(model, seed)
             trainable = named(modules, lambda n: n.startswith("model.cam."))
         elif stage == "apm":
             mixers = {f"model.unet.{k}" for k, _ in model.unet.named_parameters() if ".processor." in k}
@@ -108,18 +144,23 @@ def setup_stage(stage: str, seed: int, weights: Path, text_dropout: float = 0.1)
 
     def t2v_loss(batch: Batch, step: int) -> Tensor:
         x0 = to_latents(batch.frames, toy.BASE_FACTOR)
-        t, noise, drop = noise_draws(seed, stage, step, tuple(x0.shape), T_MAX[stage], text_dropout)
+        t, noise, drop = noise_draws(seed, stage, step, tuple(x0.shape), T_MAX[stage], text_dropout, st.t_power)
         x_t = noised(x0, t, noise)
         text = encode_prompts(tokenizer, text_encoder, batch.prompts, drop)
+        w = loss_weights(batch, toy.BASE_FACTOR, object_weight)
         if stage == "base":
-            return F.mse_loss(model(x_t, t, text).float(), x0)
+            return object_weighted_mse(model(x_t, t, text).float(), x0, w)
         cond = batch.frames[:, :COND]
         tokens = None
         if stage == "apm":  # unconditional half at inference: negative prompt + a zero (mid-grey) anchor
             anchors = torch.where(drop.view(-1, 1, 1, 1), torch.zeros_like(batch.anchors), batch.anchors)
             tokens = model.apm(anchors)
         pred = model(x_t, t, text, cond, tokens).float()
-        return F.mse_loss(pred[:, :, COND:], x0[:, :, COND:])  # only the new frames count
+        new, old = slice(COND, None), slice(None, COND)
+        loss = object_weighted_mse(pred[:, :, new], x0[:, :, new], None if w is None else w[:, :, new])  # the new frames
+        if cond_loss_weight:  # + the regenerated conditioning frames (dropped by the pipeline)
+            loss = loss + cond_loss_weight * object_weighted_mse(pred[:, :, old], x0[:, :, old], None if w is None else w[:, :, old])
+        return loss
 
     return Setup(stage, "t2v", modules, trainable, t2v_loss)
 

@@ -172,3 +172,21 @@ def test_streaming_unet_rejects_bad_cond(fresh, inputs):
     sample, t, text, cond, _ = inputs
     with pytest.raises(ValueError, match=r"cond_frames \(1, 4, 3, 32, 32\) must be \(B=2, Fc<=8, 3, H, W\)"):
         fresh(sample, t, text, cond[:1])
+
+
+def test_frame_positions_let_identical_frames_attend_differently():
+    from stt2v_ray.models.cam import CAMInjector
+
+    torch.manual_seed(0)
+    plain, placed = CAMInjector(16, head_dim=8, norm_groups=4), CAMInjector(16, head_dim=8, norm_groups=4, frame_positions=6)
+    placed.load_state_dict({**placed.state_dict(), **plain.state_dict()})  # same weights but the positions
+    x = torch.randn(1, 16, 2, 2).repeat(6, 1, 1, 1)  # 6 identical chunk frames
+    cond = torch.randn(3, 16, 2, 2)  # 3 different conditioning frames
+    assert torch.equal(placed(x, cond, 6, 3), torch.zeros_like(x))  # zero proj_out: still a no-op
+    for injector in (plain, placed):
+        torch.nn.init.eye_(injector.proj_out.weight)
+    a, b = plain(x, cond, 6, 3), placed(x, cond, 6, 3)
+    assert all(torch.allclose(a[0], a[j]) for j in range(6))  # no positions: every frame gets the same mix
+    assert not torch.allclose(b[0], b[5])
+    with pytest.raises(ValueError, match="7 frames .* but only 6 learned frame positions"):
+        placed(torch.randn(7, 16, 2, 2), cond, 7, 3)

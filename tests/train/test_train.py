@@ -10,8 +10,8 @@ from PIL import Image
 
 from stt2v_ray.cli import main
 from stt2v_ray.models import toy
-from stt2v_ray.models.sharded import load_sharded
-from stt2v_ray.train.config import TrainSettings, named_config
+from stt2v_ray.models.sharded import load_sharded, save_sharded
+from stt2v_ray.train.config import StageSettings, TrainSettings, named_config
 from stt2v_ray.train.data import make_batch
 from stt2v_ray.train.loop import train_stage
 from stt2v_ray.train.stages import setup_stage
@@ -104,3 +104,87 @@ def test_batches_are_keyed_by_step(stage):
     size = 64 if stage == "enhancer" else 32
     assert tuple(a.frames.shape) == (2, 16, 3, size, size)
     assert (a.anchors is not None) == (stage == "apm")
+
+
+def test_warm_start_loads_an_export_without_the_added_keys(tmp_path):
+    """base.init: an export made before the text->time projection existed loads; the projection
+    starts at zero; any other missing key is still an error."""
+    tokenizer, text_encoder, model = toy.t2v_modules(seed=3)
+    modules = {"text_encoder": text_encoder, "model": model}
+    state = {f"{p}.{k}": v for p, m in modules.items() for k, v in m.state_dict().items()}
+    older = {k: v for k, v in state.items() if not k.endswith(toy.ADDED_KEYS)}
+    assert len(older) < len(state)
+    save_sharded(older, tmp_path / "old", "t2v")
+    setup = setup_stage("base", 0, tmp_path / "weights", StageSettings(steps=1, init=str(tmp_path / "old")))
+    loaded = {f"{p}.{k}": v for p, m in setup.modules.items() for k, v in m.state_dict().items()}
+    assert all(torch.equal(loaded[k], older[k].half().float()) for k in older)
+    assert not loaded["model.unet.time_embedding.cond_proj.weight"].any()
+    with pytest.raises(ValueError, match=r"model: missing keys \['cam.mid_injector.key_pos', 'cam.mid_injector.query_pos',"):
+        toy.load_into(setup.modules, tmp_path / "old", "t2v")  # strict without allow_added
+    save_sharded({k: v for k, v in older.items() if not k.endswith("conv_out.bias")}, tmp_path / "broken", "t2v")
+    with pytest.raises(ValueError, match="conv_out.bias"):
+        setup_stage("base", 0, tmp_path / "weights", StageSettings(steps=1, init=str(tmp_path / "broken")))
+
+
+def test_warm_start_is_only_for_stages_that_start_fresh(tmp_path):
+    with pytest.raises(ValueError, match="cam.init: only base and enhancer take a warm start"):
+        setup_stage("cam", 0, tmp_path, StageSettings(steps=1, init="shipped"))
+
+
+def test_cam_windows_start_inside_longer_clips():
+    from stt2v_ray.data.clips import make_clip
+    from stt2v_ray.plan import seeds
+
+    batch = make_batch("cam", 0, 5, 3, window=48)
+    g = seeds.generator(0, "train-gap", "cam", 5)
+    starts = [int(torch.randint(0, 49, (1,), generator=g)) for _ in range(3)]
+    assert any(starts)
+    for i, start in enumerate(starts):
+        clip = make_clip(0, 5 * 3 + i, num_frames=start + 16)
+        assert torch.equal(batch.frames[i], clip.frames[start:]) and batch.prompts[i] == clip.prompt
+    assert torch.equal(make_batch("cam", 0, 5, 3).frames[0], make_clip(0, 15).frames)  # window 0: from frame 0
+
+
+def test_a_warm_start_is_recorded_in_the_report(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["train", "--out", str(first), "--config", "smoke", "--stage", "base"]) == 0
+    (first / "weights" / "report").mkdir()  # an export shipped with its report, as the package's are
+    (first / "weights" / "report" / "report.json").write_text((first / "report" / "report.json").read_text())
+    init = str(first / "weights")
+    assert main(["train", "--out", str(second), "--config", "smoke", "--stage", "base", "--set", f"base.init={init}"]) == 0
+    entry = json.loads((second / "report" / "report.json").read_text())["stages"]["base"]["init"]
+    assert entry["from"] == init and entry["report"]["stages"]["base"]["steps"] == 4
+    from stt2v_ray.train.report import weights_digest
+    assert entry["weights_sha256"] == weights_digest(first / "weights", "t2v") and len(entry["weights_sha256"]) == 64
+    assert f"base was warm-started from `{init}`" in (second / "report" / "README.md").read_text()
+
+
+def test_coverage_is_the_rendered_shape_and_weights_the_object():
+    from stt2v_ray.data.clips import make_clip, object_path, shape_coverage
+    from stt2v_ray.train.stages import loss_weights, object_weighted_mse
+
+    batch = make_batch("base", 0, 3, 2)
+    clip = make_clip(0, 3 * 2 + 1)
+    truth = torch.stack([shape_coverage(clip.spec.prompt.shape, tuple(p), clip.spec.size, 32, 32)
+                         for p in object_path(clip.spec).tolist()])
+    torch.testing.assert_close(batch.coverage[1, :, 0], truth, rtol=0, atol=1e-6)
+    assert loss_weights(batch, toy.BASE_FACTOR, 1.0) is None
+    w = loss_weights(batch, toy.BASE_FACTOR, 10.0)
+    assert w.shape == (2, 48, 16, 8, 8) and float(w.min()) == 1.0 and float(w.max()) == 10.0
+    target = torch.zeros_like(w)
+    on_object = (w > 5).float()  # an error only where the object is counts 10x in the weighted loss
+    assert object_weighted_mse(on_object, target, w) > 5 * object_weighted_mse(on_object, target, None)
+    ones = torch.ones_like(w)
+    torch.testing.assert_close(object_weighted_mse(ones, target, w), object_weighted_mse(ones, target, None))
+
+
+def test_timestep_power_favours_high_noise_and_power_one_is_uniform():
+    from stt2v_ray.train.data import noise_draws
+
+    uniform, _, _ = noise_draws(0, "cam", 7, (4000, 1), 1000, 0.1)
+    high, noise_u, _ = noise_draws(0, "cam", 7, (4000, 1), 1000, 0.1, t_power=3.0)
+    assert int(uniform.min()) >= 0 and int(high.max()) <= 999
+    share = lambda t: float((t >= 850).double().mean())  # noqa: E731
+    assert abs(share(uniform) - 0.15) < 0.03 and abs(share(high) - (1 - 0.85**3)) < 0.03
+    again, noise_again, _ = noise_draws(0, "cam", 7, (4000, 1), 1000, 0.1, t_power=3.0)
+    assert torch.equal(high, again) and torch.equal(noise_u, noise_again)
