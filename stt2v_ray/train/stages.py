@@ -1,9 +1,9 @@
 """The four training stages, as the paper trains StreamingT2V (on toy clips, at toy size):
 
 1. `base`: the text-to-video UNet and its text encoder, on 16-frame clips.
-2. `cam`: the CAM with everything else frozen: its encoder starts as a copy of the trained
-   base encoder (ControlNet-style), the frame encoder and injectors at their zero-output init;
-   it learns to continue a clip from its first 8 frames (the previous chunk's last 8 at
+2. `cam`: the CAM with everything else frozen: a fresh CAM whose encoder is a copy of the
+   trained base encoder (ControlNet-style), injectors at their zero-output init (`toy.recopy_cam`);
+   windows of longer clips, high-noise timesteps favoured (`t_power`); it learns to continue a clip from its first 8 frames (the previous chunk's last 8 at
    inference). The 8 new frames are in the loss; the regenerated ones, which the pipeline
    drops, count with `cond_loss_weight`: reproducing them is an easier, denser signal that
    teaches the injectors to carry the conditioning frames, and the new frames start from them.
@@ -13,8 +13,9 @@
    up to t=700 (SDEdit starts at strength 0.6 x 1000).
 
 All predict x0 ("sample") on the cosine schedule in pixel-unshuffled space
-(`stt2v_ray.models.toy`), the parametrisation the toy generators sample with. A stage is a `Setup`: the modules it
-saves, the parameters it trains, and its loss.
+(`stt2v_ray.models.toy`), the parametrisation the toy generators sample with; `object_weight`
+weights the object's pixels in the loss. A stage is a `Setup`: the modules it saves, the
+parameters it trains, and its loss.
 """
 from __future__ import annotations
 
