@@ -144,7 +144,7 @@ def build_streaming_unet(seed: int = 0) -> StreamingUNet3D:
 
 def recopy_cam(model: StreamingUNet3D, seed: int = 0) -> None:
     """A fresh CAM, ControlNet-style: its encoder a copy of the (trained) base UNet, its frame
-    encoder and injectors at their seeded zero-output init, whatever an earlier export held (a
+    encoder and injectors at their seeded init (zero output), whatever an earlier export held (a
     warm-started base carries the CAM trained against the old base, whose features it no longer
     matches)."""
     with torch.random.fork_rng(devices=[]):
