@@ -184,7 +184,7 @@ ADDED_KEYS = ("time_embedding.cond_proj.weight", ".query_pos", ".key_pos")
 
 def load_into(modules: dict[str, torch.nn.Module], folder: Path, name: str, allow_added: bool = False) -> None:
     """Strictly load `name`'s shards into {prefix: module}; every missing/unexpected key is named.
-    `allow_added`: keys of ADDED_KEYS may be missing (they keep their zero init)."""
+    `allow_added`: keys of ADDED_KEYS may be missing (they keep the module's own init)."""
     state = load_sharded(folder, name)
     for prefix, module in modules.items():
         own = {k[len(prefix) + 1:]: v.float() for k, v in state.items() if k.startswith(prefix + ".")}

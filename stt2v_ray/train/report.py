@@ -13,6 +13,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from stt2v_ray.train.config import STAGES, TrainSettings
+from stt2v_ray.train.stages import EXPORT_NAME, init_folder
 
 
 def read_losses(path: Path) -> list[dict]:
@@ -87,20 +88,16 @@ def write_report(out: Path, settings: TrainSettings) -> Path:
         init = getattr(settings, stage).init
         if init is None or stage not in summary["stages"]:
             continue
-        from stt2v_ray.train.stages import init_folder
-
-        earlier = init_folder(init) / "report" / "report.json"
+        folder, name = init_folder(init), EXPORT_NAME[stage]
+        earlier = folder / "report" / "report.json"
         before = json.loads(earlier.read_text()) if earlier.is_file() else None
-        name = "enhancer" if stage == "enhancer" else "t2v"
-        summary["stages"][stage]["init"] = {"from": init, "folder": str(init_folder(init)),
-                                            "weights_sha256": weights_digest(init_folder(init), name), "report": before}
+        digest = weights_digest(folder, name)
+        summary["stages"][stage]["init"] = {"from": init, "folder": str(folder), "weights_sha256": digest, "report": before}
         prior = (before or {}).get("stages", {}).get(stage, {})
         steps = f"{prior['steps']} earlier steps" if "steps" in prior else "an earlier run (no report)"
         minutes = f", {prior['minutes']:.1f} min" if "minutes" in prior else ""
-        lines.append(f"")
-        lines.append(f"{stage} was warm-started from `{init}` ({name} weights sha256 "
-                     f"{summary['stages'][stage]['init']['weights_sha256'][:16]}...): {steps}{minutes}; that run's "
-                     f"report is in `report.json` (`stages.{stage}.init.report`).")
+        lines += ["", f"{stage} was warm-started from `{init}` ({name} weights sha256 {digest[:16]}...): "
+                      f"{steps}{minutes}; that run's report is in `report.json` (`stages.{stage}.init.report`)."]
     lines += ["", "Settings: `report.json` (`settings`). Loss curves: `loss_<stage>.png`."]
     (report / "report.json").write_text(json.dumps(summary, indent=1))
     (report / "README.md").write_text("\n".join(lines) + "\n")

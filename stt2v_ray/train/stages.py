@@ -36,6 +36,7 @@ from stt2v_ray.train.data import COND, Batch, noise_draws
 
 ALPHAS = alphas_cumprod(1000, toy.BETA_SCHEDULE)
 T_MAX = {"base": 1000, "cam": 1000, "apm": 1000, "enhancer": 700}
+EXPORT_NAME = {"base": "t2v", "cam": "t2v", "apm": "t2v", "enhancer": "enhancer"}  # the weights file a stage writes
 
 
 @dataclass
@@ -103,31 +104,30 @@ def loss_weights(batch: Batch, factor: int, object_weight: float) -> Tensor | No
 def setup_stage(stage: str, seed: int, weights: Path, st: StageSettings | None = None) -> Setup:
     """Modules, trainable parameters and loss of one stage; `st` None: StageSettings' defaults."""
     st = st or StageSettings(steps=1)
-    text_dropout, init, cond_loss_weight, object_weight = st.text_dropout, st.init, st.cond_loss_weight, st.object_weight
-    if init is not None and stage not in ("base", "enhancer"):
+    if st.init is not None and stage not in ("base", "enhancer"):
         raise ValueError(f"{stage}.init: only base and enhancer take a warm start (cam and apm start from the previous stage)")
     if stage == "enhancer":
         tokenizer, text_encoder, unet = toy.enhancer_modules(seed)
         modules = {"text_encoder": text_encoder, "unet": unet}
-        if init is not None:
-            toy.load_into(modules, init_folder(init), "enhancer", allow_added=True)
+        if st.init is not None:
+            toy.load_into(modules, init_folder(st.init), "enhancer", allow_added=True)
         trainable = named(modules, lambda n: True)
 
         def enhancer_loss(batch: Batch, step: int) -> Tensor:
             x0 = to_latents(batch.frames, toy.ENHANCER_FACTOR)
-            t, noise, drop = noise_draws(seed, stage, step, tuple(x0.shape), T_MAX[stage], text_dropout, st.t_power)
+            t, noise, drop = noise_draws(seed, stage, step, tuple(x0.shape), T_MAX[stage], st.text_dropout, st.t_power)
             x_t = noised(x0, t, noise)
             text = encode_prompts(tokenizer, text_encoder, batch.prompts, drop)
             pred = unet(x_t, t, encoder_hidden_states=text, **unet_kwargs(unet, text)).sample.float()
-            return object_weighted_mse(pred, x0, loss_weights(batch, toy.ENHANCER_FACTOR, object_weight))
+            return object_weighted_mse(pred, x0, loss_weights(batch, toy.ENHANCER_FACTOR, st.object_weight))
 
-        return Setup(stage, "enhancer", modules, trainable, enhancer_loss)
+        return Setup(stage, EXPORT_NAME[stage], modules, trainable, enhancer_loss)
 
     tokenizer, text_encoder, model = toy.t2v_modules(seed)
     modules = {"text_encoder": text_encoder, "model": model}
     if stage == "base":
-        if init is not None:  # everything the export holds (CAM and APM included) carries on
-            toy.load_into(modules, init_folder(init), "t2v", allow_added=True)
+        if st.init is not None:  # everything the export holds (CAM and APM included) carries on
+            toy.load_into(modules, init_folder(st.init), "t2v", allow_added=True)
         # the APM mixers are installed but unused without image tokens: not trained here
         trainable = named(modules, lambda n: n.startswith("text_encoder.") or
                           (n.startswith("model.unet.") and ".processor." not in n))
@@ -146,10 +146,10 @@ def setup_stage(stage: str, seed: int, weights: Path, st: StageSettings | None =
 
     def t2v_loss(batch: Batch, step: int) -> Tensor:
         x0 = to_latents(batch.frames, toy.BASE_FACTOR)
-        t, noise, drop = noise_draws(seed, stage, step, tuple(x0.shape), T_MAX[stage], text_dropout, st.t_power)
+        t, noise, drop = noise_draws(seed, stage, step, tuple(x0.shape), T_MAX[stage], st.text_dropout, st.t_power)
         x_t = noised(x0, t, noise)
         text = encode_prompts(tokenizer, text_encoder, batch.prompts, drop)
-        w = loss_weights(batch, toy.BASE_FACTOR, object_weight)
+        w = loss_weights(batch, toy.BASE_FACTOR, st.object_weight)
         if stage == "base":
             return object_weighted_mse(model(x_t, t, text).float(), x0, w)
         cond = batch.frames[:, :COND]
@@ -158,12 +158,15 @@ def setup_stage(stage: str, seed: int, weights: Path, st: StageSettings | None =
             anchors = torch.where(drop.view(-1, 1, 1, 1), torch.zeros_like(batch.anchors), batch.anchors)
             tokens = model.apm(anchors)
         pred = model(x_t, t, text, cond, tokens).float()
-        new, old = slice(COND, None), slice(None, COND)
-        loss = object_weighted_mse(pred[:, :, new], x0[:, :, new], None if w is None else w[:, :, new])  # the new frames
-        if cond_loss_weight:  # + the regenerated conditioning frames (dropped by the pipeline)
-            loss = loss + cond_loss_weight * object_weighted_mse(pred[:, :, old], x0[:, :, old], None if w is None else w[:, :, old])
+
+        def frames_loss(frames: slice) -> Tensor:
+            return object_weighted_mse(pred[:, :, frames], x0[:, :, frames], None if w is None else w[:, :, frames])
+
+        loss = frames_loss(slice(COND, None))  # the new frames
+        if st.cond_loss_weight:  # + the regenerated conditioning frames (dropped by the pipeline)
+            loss = loss + st.cond_loss_weight * frames_loss(slice(None, COND))
         return loss
 
-    return Setup(stage, "t2v", modules, trainable, t2v_loss)
+    return Setup(stage, EXPORT_NAME[stage], modules, trainable, t2v_loss)
 
 
