@@ -4,6 +4,7 @@ of the trained weights, bf16 autocast, a loss log, checkpoints, and the export t
 Layout under the run folder OUT:
     OUT/stages/<stage>/checkpoint.safetensors   trained params, EMA, AdamW state; run state in its metadata
     OUT/stages/<stage>/loss.jsonl               one line per step: step, loss, lr, seconds
+    OUT/stages/<stage>/init.json                a warm start's source, digest and report, taken when loaded
     OUT/weights/{t2v,enhancer}-*.safetensors    float16 shards + index: what `stt2v_ray.models.toy` loads
 The checkpoint is one file replaced atomically, so a kill at any moment resumes from the last
 complete checkpoint; steps after it are re-run, drawing the same clips and noise (they are
@@ -25,6 +26,7 @@ from stt2v_ray.models import toy
 from stt2v_ray.models.sharded import save_sharded
 from stt2v_ray.train.config import StageSettings, TrainSettings
 from stt2v_ray.train.data import make_batch
+from stt2v_ray.train.report import init_record
 from stt2v_ray.train.stages import Setup, setup_stage
 
 
@@ -98,6 +100,8 @@ def train_stage(stage: str, settings: TrainSettings, out: Path, log: Callable[[s
     if ckpt.is_file():
         state = load_checkpoint(ckpt, setup, ema, opt)
         log(f"[{stage}] resuming at step {state['step']}/{st.steps}")
+    elif st.init is not None:  # the warm start is loaded now: record what it was, for the report
+        (folder / "init.json").write_text(json.dumps(init_record(st.init, stage), indent=1))
     lines = [l for l in loss_log.read_text().splitlines() if json.loads(l)["step"] < state["step"]] if loss_log.is_file() else []
     loss_log.write_text("".join(l + "\n" for l in lines))
     n_params = sum(p.numel() for p in setup.trainable.values())

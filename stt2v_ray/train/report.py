@@ -66,6 +66,14 @@ def weights_digest(folder: Path, name: str) -> str:
     return digest.hexdigest()
 
 
+def init_record(init: str, stage: str) -> dict:
+    """What a warm start began from, taken when it is loaded (`shipped` changes whenever weights ship)."""
+    folder = init_folder(init)
+    earlier = folder / "report" / "report.json"
+    return {"from": init, "folder": str(folder), "weights_sha256": weights_digest(folder, EXPORT_NAME[stage]),
+            "report": json.loads(earlier.read_text()) if earlier.is_file() else None}
+
+
 def write_report(out: Path, settings: TrainSettings) -> Path:
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
@@ -85,19 +93,19 @@ def write_report(out: Path, settings: TrainSettings) -> Path:
         lines.append(f"| {stage} | {len(rows)} / {getattr(settings, stage).steps} | {minutes:.1f} | {first:.4f} | {last:.4f} |")
     # Warm starts: the weights a stage started from, with the report that came with them (the lineage)
     for stage in STAGES:
-        init = getattr(settings, stage).init
-        if init is None or stage not in summary["stages"]:
+        if stage not in summary["stages"]:
             continue
-        folder, name = init_folder(init), EXPORT_NAME[stage]
-        earlier = folder / "report" / "report.json"
-        before = json.loads(earlier.read_text()) if earlier.is_file() else None
-        digest = weights_digest(folder, name)
-        summary["stages"][stage]["init"] = {"from": init, "folder": str(folder), "weights_sha256": digest, "report": before}
-        prior = (before or {}).get("stages", {}).get(stage, {})
+        record = out / "stages" / stage / "init.json"
+        if not record.is_file():
+            continue
+        entry = json.loads(record.read_text())
+        summary["stages"][stage]["init"] = entry
+        prior = (entry["report"] or {}).get("stages", {}).get(stage, {})
         steps = f"{prior['steps']} earlier steps" if "steps" in prior else "an earlier run (no report)"
         minutes = f", {prior['minutes']:.1f} min" if "minutes" in prior else ""
-        lines += ["", f"{stage} was warm-started from `{init}` ({name} weights sha256 {digest[:16]}...): "
-                      f"{steps}{minutes}; that run's report is in `report.json` (`stages.{stage}.init.report`)."]
+        lines += ["", f"{stage} was warm-started from `{entry['from']}` ({EXPORT_NAME[stage]} weights sha256 "
+                      f"{entry['weights_sha256'][:16]}...): {steps}{minutes}; that run's report is in `report.json` "
+                      f"(`stages.{stage}.init.report`)."]
     lines += ["", "Settings: `report.json` (`settings`). Loss curves: `loss_<stage>.png`."]
     (report / "report.json").write_text(json.dumps(summary, indent=1))
     (report / "README.md").write_text("\n".join(lines) + "\n")

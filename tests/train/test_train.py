@@ -157,6 +157,14 @@ def test_a_warm_start_is_recorded_in_the_report(tmp_path):
     from stt2v_ray.train.report import weights_digest
     assert entry["weights_sha256"] == weights_digest(first / "weights", "t2v") and len(entry["weights_sha256"]) == 64
     assert f"base was warm-started from `{init}`" in (second / "report" / "README.md").read_text()
+    # the init folder changes afterwards (as `shipped` does when new weights ship): the record
+    # is what the stage started from, not what the folder holds when the report is rewritten
+    index = first / "weights" / "t2v.index.json"
+    index.write_text(json.dumps(json.loads(index.read_text())))
+    assert weights_digest(first / "weights", "t2v") != entry["weights_sha256"]
+    assert main(["train", "--out", str(second), "--config", "smoke", "--stage", "base", "--set", f"base.init={init}"]) == 0
+    again = json.loads((second / "report" / "report.json").read_text())["stages"]["base"]["init"]
+    assert again == entry
 
 
 def test_coverage_is_the_rendered_shape_and_weights_the_object():
