@@ -58,7 +58,7 @@ def named_config(name: str) -> dict:
         return {
             "base": {"steps": 2400, "lr": 4e-4, "object_weight": 10.0},
             # cam/apm: plain MSE; with object_weight 10 the CAM's loss rose under training
-            "cam": {"steps": 2500, "lr": 1e-3, "batch": 8, "window": 48, "cond_loss_weight": 0.5, "t_power": 3.0},
+            "cam": {"steps": 10000, "lr": 1e-3, "batch": 8, "window": 48, "cond_loss_weight": 0.5, "t_power": 3.0},
             "apm": {"steps": 300, "lr": 1e-3, "warmup": 20, "batch": 8, "cond_loss_weight": 0.5, "t_power": 3.0},
             "enhancer": {"steps": 200, "lr": 3e-4, "batch": 8, "warmup": 20, "object_weight": 10.0},
         }

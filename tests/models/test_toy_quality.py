@@ -34,11 +34,6 @@ def rendered(tmp_path_factory):
     return out
 
 
-# The weights shipped now reach the colour bar on most prompts but not the seam bar (on 8
-# prompts: colour_match 0.84 on average, border jumps ~2.7x the steps inside chunks; see the
-# README's toy section and benchmarks/toy_quality.py). strict: the day weights pass, this goes.
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the shipped toy weights do not cross chunk borders smoothly yet (jumps ~2.7x the inside steps)")
 @pytest.mark.parametrize("video_id,prompt,seed", PROMPTS)
 def test_colour_in_90_percent_of_frames_and_no_jumps_at_borders(rendered, video_id, prompt, seed):
     video, _ = read_video(str(rendered / "videos" / f"{video_id}.mp4"))
