@@ -41,8 +41,7 @@ def measure(frames: torch.Tensor, prompt, chunk: int, cond: int) -> dict:
     track = track_object(frames)
     row = prompt_adherence(frames, prompt, track)
     stats = seam_stats(frames, seam_transitions(frames.shape[0], 1, chunk, cond), centres=track.centres)
-    row.update(seam_jump=stats["seam_jump_mean"], inside_step=stats["inside_step_mean"],
-               jump_ratio=stats["seam_jump_mean"] / stats["inside_step_mean"] if stats["inside_step_mean"] else float("nan"))
+    row.update(seam_jump=stats["seam_jump_mean"], inside_step=stats["inside_step_mean"], jump_ratio=stats["jump_ratio"])
     row["passes"] = bool(row["colour_match"] >= BAR_COLOUR and row["jump_ratio"] <= BAR_JUMP)
     return row
 

@@ -203,15 +203,22 @@ def shape_coverage(shape: str, centre: tuple[float, float], size: float, height:
     return out
 
 
-def render_clip(spec: ClipSpec) -> Tensor:
-    """Frames (F, 3, H, W) float32 in [-1, 1]."""
+def render_coverage(spec: ClipSpec) -> Tensor:
+    """(F, 1, H, W) how much of each pixel the object covers, in [0, 1]."""
+    return torch.stack([shape_coverage(spec.prompt.shape, (x, y), spec.size, spec.height, spec.width)
+                        for x, y in object_path(spec).tolist()]).unsqueeze(1)
+
+
+def compose(spec: ClipSpec, coverage: Tensor) -> Tensor:
+    """Frames (F, 3, H, W) float32 in [-1, 1]: the object's colour over the background by coverage."""
     fg = torch.tensor(COLOURS[spec.prompt.colour], dtype=torch.float32).view(3, 1, 1) / 127.5 - 1
     bg = torch.tensor(BACKGROUNDS[spec.prompt.background], dtype=torch.float32).view(3, 1, 1) / 127.5 - 1
-    frames = []
-    for x, y in object_path(spec).tolist():
-        alpha = shape_coverage(spec.prompt.shape, (x, y), spec.size, spec.height, spec.width).unsqueeze(0)
-        frames.append(bg * (1 - alpha) + fg * alpha)
-    return torch.stack(frames)
+    return bg * (1 - coverage) + fg * coverage
+
+
+def render_clip(spec: ClipSpec) -> Tensor:
+    """Frames (F, 3, H, W) float32 in [-1, 1]."""
+    return compose(spec, render_coverage(spec))
 
 
 @dataclass(frozen=True)
@@ -219,6 +226,7 @@ class Clip:
     spec: ClipSpec
     frames: Tensor  # (F, 3, H, W) float32 in [-1, 1]
     path: Tensor  # (F, 2) true centre (x, y) per frame
+    coverage: Tensor  # (F, 1, H, W) the object's coverage the frames were rendered with (loss weights)
 
     @property
     def prompt(self) -> str:
@@ -233,7 +241,8 @@ def make_clip(seed: int, index: int, num_frames: int = 16, height: int = 32, wid
 
 
 def clip_from_spec(spec: ClipSpec) -> Clip:
-    return Clip(spec, render_clip(spec), object_path(spec))
+    coverage = render_coverage(spec)
+    return Clip(spec, compose(spec, coverage), object_path(spec), coverage)
 
 
 def clip_for_prompt(prompt: str | ToyPrompt, num_frames: int = 16, height: int = 32, width: int = 32,

@@ -7,10 +7,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 STAGES = ("base", "cam", "apm", "enhancer")
 Stage = Literal["base", "cam", "apm", "enhancer"]
+WARM_START_STAGES = ("base", "enhancer")  # cam and apm start from the previous stage's export
+
+
+def check_warm_start(stage: str, init: str | None) -> None:
+    if init is not None and stage not in WARM_START_STAGES:
+        raise ValueError(f"{stage}.init: only base and enhancer take a warm start (cam and apm start from the previous stage)")
 
 
 class StageSettings(BaseModel):
@@ -48,6 +54,12 @@ class TrainSettings(BaseModel):
     cam: StageSettings
     apm: StageSettings
     enhancer: StageSettings
+
+    @model_validator(mode="after")
+    def _warm_starts(self) -> "TrainSettings":  # when the settings are read: not after base has trained for minutes
+        for stage in STAGES:
+            check_warm_start(stage, getattr(self, stage).init)
+        return self
 
 
 def named_config(name: str) -> dict:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from stt2v_ray.data.clips import BACKGROUNDS, COLOURS, Clip, make_clip
+from stt2v_ray.data.clips import make_clip
 from stt2v_ray.plan import seeds
 
 CHUNK, COND = 16, 8  # the toy preset's chunk and conditioning frames
@@ -24,15 +24,6 @@ class Batch:
     coverage: Tensor | None = None  # (B, F, 1, H, W): how much of each pixel the object covers, in [0, 1]
 
 
-def object_coverage(frames: Tensor, clip: Clip) -> Tensor:
-    """(F, 3, H, W) frames of `clip` -> (F, 1, H, W) the object's coverage: frames are exactly
-    bg (1 - a) + fg a, so a is the projection of frame - bg onto fg - bg."""
-    bg = torch.tensor(BACKGROUNDS[clip.spec.prompt.background], dtype=torch.float32).view(3, 1, 1) / 127.5 - 1
-    fg = torch.tensor(COLOURS[clip.spec.prompt.colour], dtype=torch.float32).view(3, 1, 1) / 127.5 - 1
-    d = fg - bg
-    return (((frames - bg) * d).sum(dim=1, keepdim=True) / (d * d).sum()).clamp(0, 1)
-
-
 def clip_index(step: int, i: int, batch: int) -> int:
     return step * batch + i
 
@@ -45,23 +36,21 @@ def make_batch(stage: str, seed: int, step: int, batch: int, window: int = 0) ->
     g = seeds.generator(seed, "train-gap", stage, step)
     for i in range(batch):
         index = clip_index(step, i, batch)
+        start = 0  # the clip's first frame used
         if stage == "enhancer":
             clip = make_clip(seed + 1, index, num_frames=CHUNK, height=64, width=64, speed=3.0)
-            frames.append(clip.frames)
         elif stage == "apm":
-            gap = int(torch.randint(ANCHOR_GAP[0], ANCHOR_GAP[1] + 1, (1,), generator=g))
-            clip = make_clip(seed, index, num_frames=gap + CHUNK)
-            frames.append(clip.frames[gap:])
+            start = int(torch.randint(ANCHOR_GAP[0], ANCHOR_GAP[1] + 1, (1,), generator=g))
+            clip = make_clip(seed, index, num_frames=start + CHUNK)
             anchors.append(clip.frames[0])
         elif stage == "cam" and window:
             start = int(torch.randint(0, window + 1, (1,), generator=g))
             clip = make_clip(seed, index, num_frames=start + CHUNK)
-            frames.append(clip.frames[start:])
         else:
             clip = make_clip(seed, index, num_frames=CHUNK)
-            frames.append(clip.frames)
+        frames.append(clip.frames[start:])
+        coverage.append(clip.coverage[start:])
         prompts.append(clip.prompt)
-        coverage.append(object_coverage(frames[-1], clip))
     return Batch(torch.stack(frames), prompts, torch.stack(anchors) if anchors else None, torch.stack(coverage))
 
 

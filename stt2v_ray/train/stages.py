@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from stt2v_ray.models import toy
 from stt2v_ray.models.text_time import unet_kwargs
 from stt2v_ray.plan.samplers import alphas_cumprod
-from stt2v_ray.train.config import StageSettings
+from stt2v_ray.train.config import StageSettings, check_warm_start
 from stt2v_ray.train.data import COND, Batch, noise_draws
 
 ALPHAS = alphas_cumprod(1000, toy.BETA_SCHEDULE)
@@ -104,8 +104,7 @@ def loss_weights(batch: Batch, factor: int, object_weight: float) -> Tensor | No
 def setup_stage(stage: str, seed: int, weights: Path, st: StageSettings | None = None) -> Setup:
     """Modules, trainable parameters and loss of one stage; `st` None: StageSettings' defaults."""
     st = st or StageSettings(steps=1)
-    if st.init is not None and stage not in ("base", "enhancer"):
-        raise ValueError(f"{stage}.init: only base and enhancer take a warm start (cam and apm start from the previous stage)")
+    check_warm_start(stage, st.init)
     if stage == "enhancer":
         tokenizer, text_encoder, unet = toy.enhancer_modules(seed)
         modules = {"text_encoder": text_encoder, "unet": unet}
