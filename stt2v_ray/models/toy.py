@@ -182,9 +182,11 @@ def enhancer_modules(seed: int = 0) -> tuple[CLIPTokenizer, CLIPTextModel, UNet3
 ADDED_KEYS = ("time_embedding.cond_proj.weight", ".query_pos", ".key_pos")
 
 
-def load_into(modules: dict[str, torch.nn.Module], folder: Path, name: str, allow_added: bool = False) -> None:
+def load_into(modules: dict[str, torch.nn.Module], folder: Path, name: str, allow_added: bool = False,
+              only: bool = False) -> None:
     """Strictly load `name`'s shards into {prefix: module}; every missing/unexpected key is named.
-    `allow_added`: keys of ADDED_KEYS may be missing (they keep the module's own init)."""
+    `allow_added`: keys of ADDED_KEYS may be missing (they keep the module's own init).
+    `only`: load just these prefixes (e.g. {"model.cam": cam}); the export's other keys are ignored."""
     state = load_sharded(folder, name)
     for prefix, module in modules.items():
         own = {k[len(prefix) + 1:]: v.float() for k, v in state.items() if k.startswith(prefix + ".")}
@@ -197,7 +199,7 @@ def load_into(modules: dict[str, torch.nn.Module], folder: Path, name: str, allo
                 f"{' ...' if len(missing) > 8 else ''}, unexpected keys {sorted(unexpected)[:8]}"
             )
     extra = sorted({k.split(".", 1)[0] for k in state} - set(modules))
-    if extra:
+    if extra and not only:
         raise ValueError(f"toy weights {folder / name}: unexpected components {extra}")
 
 

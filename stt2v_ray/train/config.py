@@ -11,12 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 STAGES = ("base", "cam", "apm", "enhancer")
 Stage = Literal["base", "cam", "apm", "enhancer"]
-WARM_START_STAGES = ("base", "enhancer")  # cam and apm start from the previous stage's export
+# apm always continues the previous stage's export; cam's warm start replaces only its fresh CAM
+WARM_START_STAGES = ("base", "cam", "enhancer")
 
 
 def check_warm_start(stage: str, init: str | None) -> None:
     if init is not None and stage not in WARM_START_STAGES:
-        raise ValueError(f"{stage}.init: only base and enhancer take a warm start (cam and apm start from the previous stage)")
+        raise ValueError(f"{stage}.init: only base, cam and enhancer take a warm start (apm continues the cam stage's export)")
 
 
 class StageSettings(BaseModel):
@@ -32,8 +33,10 @@ class StageSettings(BaseModel):
     checkpoint_every: int = Field(100, ge=1, description="Steps between resumable checkpoints.")
     log_every: int = Field(10, ge=1, description="Steps between progress lines.")
     init: str | None = Field(
-        None, description="Warm start (base, enhancer): a folder of exported toy weights to start from instead of "
-        "the seeded init; 'shipped' is the package's weights. Keys it lacks must be zero-initialised additions.")
+        None, description="Warm start (base, cam, enhancer): a folder of exported toy weights to start from instead of "
+        "the seeded init; 'shipped' is the package's weights. base/enhancer: keys it lacks must be zero-initialised "
+        "additions. cam: only the export's CAM is taken (instead of a fresh copy of this run's base encoder) and "
+        "trained on against this run's base.")
     object_weight: float = Field(1.0, gt=0, description="Loss weight of the pixels the object covers (1: plain MSE; "
                                  "the background is 94% of a toy frame).")
     t_power: float = Field(1.0, ge=1.0, description="Timestep draws t = t_max u^(1/p): 1 uniform; > 1 favours high "

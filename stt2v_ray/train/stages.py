@@ -3,7 +3,7 @@
 1. `base`: the text-to-video UNet and its text encoder, on 16-frame clips.
 2. `cam`: the CAM with everything else frozen: a fresh CAM whose encoder is a copy of the
    trained base encoder (ControlNet-style), injectors at their zero-output init
-   (`toy.recopy_cam`); windows of longer clips, high-noise timesteps favoured (`t_power`). It
+   (`toy.recopy_cam`), or with `cam.init` the CAM of an earlier export; windows of longer clips, high-noise timesteps favoured (`t_power`). It
    learns to continue a clip from its first 8 frames (the previous chunk's last 8 at
    inference). The 8 new frames are in the loss; the regenerated ones, which the pipeline
    drops, count with `cond_loss_weight`: reproducing them is an easier, denser signal that
@@ -133,7 +133,10 @@ def setup_stage(stage: str, seed: int, weights: Path, st: StageSettings | None =
     else:
         toy.load_into(modules, weights, "t2v")  # the previous stage's export
         if stage == "cam":
-            toy.recopy_cam(model, seed)
+            if st.init is None:
+                toy.recopy_cam(model, seed)
+            else:  # a CAM trained against an earlier base carries on: it adapts faster than a fresh copy learns
+                toy.load_into({"model.cam": model.cam}, init_folder(st.init), "t2v", only=True)
             trainable = named(modules, lambda n: n.startswith("model.cam."))
         elif stage == "apm":
             mixers = {f"model.unet.{k}" for k, _ in model.unet.named_parameters() if ".processor." in k}

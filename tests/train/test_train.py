@@ -126,9 +126,35 @@ def test_warm_start_loads_an_export_without_the_added_keys(tmp_path):
         setup_stage("base", 0, tmp_path / "weights", StageSettings(steps=1, init=str(tmp_path / "broken")))
 
 
-def test_warm_start_is_only_for_stages_that_start_fresh(tmp_path):
-    with pytest.raises(ValueError, match="cam.init: only base and enhancer take a warm start"):
-        setup_stage("cam", 0, tmp_path, StageSettings(steps=1, init="shipped"))
+def test_warm_start_is_refused_for_apm(tmp_path):
+    with pytest.raises(ValueError, match="apm.init: only base, cam and enhancer take a warm start"):
+        setup_stage("apm", 0, tmp_path, StageSettings(steps=1, init="shipped"))
+    raw = named_config("smoke")
+    raw["apm"]["init"] = "shipped"
+    with pytest.raises(ValueError, match="apm.init"):  # when the settings are read, before any stage runs
+        TrainSettings(**raw)
+
+
+def test_cam_warm_start_takes_only_the_exports_cam(tmp_path):
+    """cam.init: the CAM comes from the init export, everything else from this run's base export."""
+    def export(seed, folder):
+        _, text_encoder, model = toy.t2v_modules(seed=seed)
+        state = {f"{p}.{k}": v for p, m in {"text_encoder": text_encoder, "model": model}.items()
+                 for k, v in m.state_dict().items()}
+        save_sharded(state, folder, "t2v")
+        return load_sharded(folder, "t2v")
+
+    run, other = export(1, tmp_path / "run"), export(2, tmp_path / "other")
+    setup = setup_stage("cam", 0, tmp_path / "run", StageSettings(steps=1, init=str(tmp_path / "other")))
+    loaded = {f"{p}.{k}": v for p, m in setup.modules.items() for k, v in m.state_dict().items()}
+    cam = [k for k in loaded if k.startswith("model.cam.")]
+    assert cam and all(torch.equal(loaded[k], other[k].float()) for k in cam)
+    assert not torch.equal(other[cam[0]], run[cam[0]])  # the two exports differ: the test can tell them apart
+    assert all(torch.equal(loaded[k], run[k].float()) for k in loaded if not k.startswith("model.cam."))
+    assert setup.trainable and set(setup.trainable) <= set(cam)  # the CAM alone trains
+    # without init: a fresh CAM, whose encoder is a copy of this run's base
+    fresh = setup_stage("cam", 0, tmp_path / "run").modules["model"]
+    assert torch.equal(fresh.cam.conv_in.weight, fresh.unet.conv_in.weight)
 
 
 def test_cam_windows_start_inside_longer_clips():
