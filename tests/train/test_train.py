@@ -29,6 +29,11 @@ def held_out_loss(stage: str, weights) -> float:
         return float(setup.loss(make_batch(stage, 0, HELD_OUT, 4), HELD_OUT))
 
 
+def flat_state(modules: dict) -> dict:
+    """{prefix: module} -> one state dict keyed "prefix.key", as exports are."""
+    return {f"{p}.{k}": v for p, m in modules.items() for k, v in m.state_dict().items()}
+
+
 def smoke(**stage_overrides) -> TrainSettings:
     raw = named_config("smoke")
     for stage, values in stage_overrides.items():
@@ -111,12 +116,12 @@ def test_warm_start_loads_an_export_without_the_added_keys(tmp_path):
     starts at zero; any other missing key is still an error."""
     tokenizer, text_encoder, model = toy.t2v_modules(seed=3)
     modules = {"text_encoder": text_encoder, "model": model}
-    state = {f"{p}.{k}": v for p, m in modules.items() for k, v in m.state_dict().items()}
+    state = flat_state(modules)
     older = {k: v for k, v in state.items() if not k.endswith(toy.ADDED_KEYS)}
     assert len(older) < len(state)
     save_sharded(older, tmp_path / "old", "t2v")
     setup = setup_stage("base", 0, tmp_path / "weights", StageSettings(steps=1, init=str(tmp_path / "old")))
-    loaded = {f"{p}.{k}": v for p, m in setup.modules.items() for k, v in m.state_dict().items()}
+    loaded = flat_state(setup.modules)
     assert all(torch.equal(loaded[k], older[k].half().float()) for k in older)
     assert not loaded["model.unet.time_embedding.cond_proj.weight"].any()
     with pytest.raises(ValueError, match=r"model: missing keys \['cam.mid_injector.key_pos', 'cam.mid_injector.query_pos',"):
@@ -139,14 +144,12 @@ def test_cam_warm_start_takes_only_the_exports_cam(tmp_path):
     """cam.init: the CAM comes from the init export, everything else from this run's base export."""
     def export(seed, folder):
         _, text_encoder, model = toy.t2v_modules(seed=seed)
-        state = {f"{p}.{k}": v for p, m in {"text_encoder": text_encoder, "model": model}.items()
-                 for k, v in m.state_dict().items()}
-        save_sharded(state, folder, "t2v")
+        save_sharded(flat_state({"text_encoder": text_encoder, "model": model}), folder, "t2v")
         return load_sharded(folder, "t2v")
 
     run, other = export(1, tmp_path / "run"), export(2, tmp_path / "other")
     setup = setup_stage("cam", 0, tmp_path / "run", StageSettings(steps=1, init=str(tmp_path / "other")))
-    loaded = {f"{p}.{k}": v for p, m in setup.modules.items() for k, v in m.state_dict().items()}
+    loaded = flat_state(setup.modules)
     cam = [k for k in loaded if k.startswith("model.cam.")]
     assert cam and all(torch.equal(loaded[k], other[k].float()) for k in cam)
     assert not torch.equal(other[cam[0]], run[cam[0]])  # the two exports differ: the test can tell them apart
