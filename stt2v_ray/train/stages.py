@@ -5,9 +5,10 @@
    trained base encoder (ControlNet-style), injectors at their zero-output init
    (`toy.recopy_cam`), or with `cam.init` the CAM of an earlier export; windows of longer
    clips, high-noise timesteps favoured (`t_power`). It learns to continue a clip from its
-   first 8 frames (the previous chunk's last 8 at inference). The 8 new frames are in the loss; the regenerated ones, which the pipeline
-   drops, count with `cond_loss_weight`: reproducing them is an easier, denser signal that
-   teaches the injectors to carry the conditioning frames, and the new frames start from them.
+   first 8 frames (the previous chunk's last 8 at inference). The 8 new frames are in the
+   loss; the regenerated ones, which the pipeline drops, count with `cond_loss_weight`:
+   reproducing them is an easier, denser signal that teaches the injectors to carry the
+   conditioning frames, and the new frames start from them.
 3. `apm`: the APM (image encoder, token MLP, the mixers in every spatial cross-attention),
    the rest frozen: a chunk from later in a clip, conditioned on the clip's first frame.
 4. `enhancer`: the 2x SDEdit enhancer UNet and its text encoder, on 64x64 clips, noise levels
