@@ -25,6 +25,10 @@ class BaseModelSettings(Strict):
     guidance_scale: float = Field(7.5, ge=0.0, description="Classifier-free guidance (i2v: the scale at the last frame).")
     min_guidance_scale: float = Field(1.0, ge=0.0, description="i2v only: CFG at the first frame, ramped linearly to guidance_scale.")
     eta: float = Field(1.0, ge=0.0, le=1.0, description="t2v only: DDIM eta (1.0 = the original's stochastic DDIM).")
+    guidance_min_timestep: int = Field(
+        0, ge=0, le=1000,
+        description="t2v only: CFG applies at timesteps >= this; below it, the conditional prediction alone (a guidance interval). 0 = every step.",
+    )
     height: int = Field(256, ge=8, le=4096, description="Base frame height in pixels.")
     width: int = Field(256, ge=8, le=4096, description="Base frame width in pixels.")
     anchor_frame: int = Field(0, ge=0, description="Frame of chunk 0 used as long-term memory (APM anchor / i2v image conditioning).")

@@ -157,7 +157,8 @@ class T2VGenerator:
                 timestep = torch.tensor(t, device=dev)
                 out = self._predict(index, sample, timestep, text, cond_frames, image_tokens).float()
                 out = out.permute(0, 2, 1, 3, 4)  # (2, F, c, h, w)
-                eps = out[0] + s.guidance_scale * (out[1] - out[0])
+                scale = s.guidance_scale if t >= s.guidance_min_timestep else 1.0  # guidance interval
+                eps = out[0] + scale * (out[1] - out[0])
                 a_t = samplers.alpha_bar_at(self.alphas_cumprod, t)
                 a_prev = samplers.alpha_bar_at(self.alphas_cumprod, samplers.prev_timestep(t, s.steps, NUM_TRAIN_TIMESTEPS))
                 x0, eps = samplers.to_x0_eps(x, eps, a_t, self.prediction_type)

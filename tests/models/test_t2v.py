@@ -88,6 +88,17 @@ def test_eta_zero_needs_no_step_noise(state, chunk0):
     assert out.shape == (8, 3, 32, 32) and not torch.allclose(out, chunk0)
 
 
+def test_guidance_interval_skips_cfg_below_min_timestep(state, chunk0):
+    def chunk(**update):
+        return build_tiny_t2v(SETTINGS.model_copy(update=update), seed=0).generate_chunk(state, 0, None, None)
+
+    # timesteps [501, 1]: a bound above both is no guidance at all; 0 (the default) guides every step
+    torch.testing.assert_close(chunk(guidance_min_timestep=502), chunk(guidance_scale=1.0), rtol=0, atol=0)
+    assert torch.equal(chunk(guidance_min_timestep=0), chunk0)
+    partial = chunk(guidance_min_timestep=2)  # guided at t=501 only
+    assert not torch.allclose(partial, chunk0) and not torch.allclose(partial, chunk(guidance_scale=1.0))
+
+
 def test_input_errors(gen, state, chunk0):
     with pytest.raises(ValueError, match="index must be >= 0, got -1"):
         gen.generate_chunk(state, -1, None, None)
