@@ -93,10 +93,11 @@ def test_guidance_interval_skips_cfg_below_min_timestep(state, chunk0):
         return build_tiny_t2v(SETTINGS.model_copy(update=update), seed=0).generate_chunk(state, 0, None, None)
 
     # timesteps [501, 1]: a bound above both is no guidance at all; 0 (the default) guides every step
-    torch.testing.assert_close(chunk(guidance_min_timestep=502), chunk(guidance_scale=1.0), rtol=0, atol=0)
+    unguided = chunk(guidance_scale=1.0)
+    torch.testing.assert_close(chunk(guidance_min_timestep=502), unguided, rtol=0, atol=0)
     assert torch.equal(chunk(guidance_min_timestep=0), chunk0)
     partial = chunk(guidance_min_timestep=2)  # guided at t=501 only
-    assert not torch.allclose(partial, chunk0) and not torch.allclose(partial, chunk(guidance_scale=1.0))
+    assert not torch.allclose(partial, chunk0) and not torch.allclose(partial, unguided)
 
 
 def test_input_errors(gen, state, chunk0):
