@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  stt2v-ray train --out runs/toy --config smoke\n"
                "  stt2v-ray train --out runs/toy --config full --stage base --stage cam\n"
                "  stt2v-ray train --out runs/toy --set base.steps=2000 --set bf16=false\n"
+               "  stt2v-ray train --out runs/enh --stage enhancer --set enhancer.init=shipped --rest-from shipped\n"
                "then ship: cp runs/toy/weights/* stt2v_ray/weights/toy/ && cp -r runs/toy/report stt2v_ray/weights/toy/")
     train.add_argument("--out", required=True, help="run folder (checkpoints, loss logs, weights, report)")
     train.add_argument("--config", default="full", choices=["smoke", "full"],
@@ -91,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a training setting, e.g. --set base.steps=2000 or --set seed=1")
     train.add_argument("--max-minutes", type=float, default=None,
                        help="stop each stage after this many minutes at a checkpoint (run again to resume)")
+    train.add_argument("--rest-from", default=None, metavar="FOLDER",
+                       help="take the stages not run here (not named by --stage) from this export folder, or "
+                            "'shipped': their weights are copied into OUT/weights and their report entries "
+                            "into OUT/report, so OUT/weights is a whole preset to ship")
     return parser
 
 
@@ -105,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         from stt2v_ray.train.run import main as train_main
 
-        return train_main(args.out, args.config, args.stages, args.overrides, args.max_minutes)
+        return train_main(args.out, args.config, args.stages, args.overrides, args.max_minutes, args.rest_from)
 
     from stt2v_ray.errors import ExecutorStartError
     from stt2v_ray.inputs.errors import InputError

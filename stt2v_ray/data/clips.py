@@ -19,6 +19,7 @@ by 8x8 supersampling, so the coverage-weighted centroid follows sub-pixel motion
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -114,9 +115,21 @@ def default_size(height: int, width: int) -> float:
     return float(max(3, round(0.28 * min(height, width))))
 
 
+def check_focus(focus: Mapping[str, float]) -> None:
+    """`focus` maps grammar words (colours, shapes, directions, backgrounds) to positive draw weights."""
+    known = set(COLOURS) | set(SHAPES) | set(DIRECTIONS) | set(BACKGROUNDS)
+    for word, weight in focus.items():
+        if word not in known:
+            raise ValueError(f"focus: unknown word {word!r}; known: {', '.join(sorted(known))}")
+        if not weight > 0:
+            raise ValueError(f"focus: weight of {word!r} must be > 0, got {weight!r}")
+
+
 def sample_spec(seed: int, index: int, num_frames: int = 16, height: int = 32, width: int = 32,
-                speed: float = 1.5, size: float | None = None, speeds: tuple[str, ...] = ("",)) -> ClipSpec:
-    """Clip `index` of `seed`: shape, colour, background, direction and speed word drawn uniformly.
+                speed: float = 1.5, size: float | None = None, speeds: tuple[str, ...] = ("",),
+                focus: Mapping[str, float] | None = None) -> ClipSpec:
+    """Clip `index` of `seed`: shape, colour, background, direction and speed word drawn uniformly,
+    or, for a word `focus` weighs (e.g. {"gray": 3}), that many times as often as its siblings.
 
     The start lies in the half of the frame the object moves away from, so it travels in the
     prompted direction for a while before its first bounce (what "moving right" means).
@@ -126,10 +139,15 @@ def sample_spec(seed: int, index: int, num_frames: int = 16, height: int = 32, w
     for word in speeds:
         if word not in SPEEDS:
             raise ValueError(f"unknown speed word {word!r}; known: {sorted(SPEEDS)}")
+    focus = dict(focus or {})
+    check_focus(focus)
     g = generator(seed, "toy-clip", index)
 
     def pick(options):
-        return options[int(torch.randint(len(options), (1,), generator=g))]
+        weights = [float(focus.get(o, 1.0)) for o in options]
+        if all(w == 1.0 for w in weights):  # the uniform draw: clips without focus stay what they always were
+            return options[int(torch.randint(len(options), (1,), generator=g))]
+        return options[int(torch.multinomial(torch.tensor(weights, dtype=torch.float64), 1, generator=g))]
 
     prompt = ToyPrompt(colour=pick(list(COLOURS)), shape=pick(SHAPES), direction=pick(list(DIRECTIONS)),
                        background=pick(list(BACKGROUNDS)), speed=pick(list(speeds)))
@@ -234,9 +252,10 @@ class Clip:
 
 
 def make_clip(seed: int, index: int, num_frames: int = 16, height: int = 32, width: int = 32,
-              speed: float = 1.5, size: float | None = None, speeds: tuple[str, ...] = ("",)) -> Clip:
+              speed: float = 1.5, size: float | None = None, speeds: tuple[str, ...] = ("",),
+              focus: Mapping[str, float] | None = None) -> Clip:
     """Clip `index` of `seed`: frames, true path and prompt."""
-    spec = sample_spec(seed, index, num_frames, height, width, speed, size, speeds)
+    spec = sample_spec(seed, index, num_frames, height, width, speed, size, speeds, focus)
     return clip_from_spec(spec)
 
 

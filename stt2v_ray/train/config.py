@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from stt2v_ray.data.clips import check_focus
+
 STAGES = ("base", "cam", "apm", "enhancer")
 Stage = Literal["base", "cam", "apm", "enhancer"]
 # apm always continues the previous stage's export; cam's warm start replaces only its fresh CAM
@@ -45,6 +47,14 @@ class StageSettings(BaseModel):
                                     "frames, which regenerate the conditioning frames (the new frames always count 1).")
     window: int = Field(0, ge=0, description="cam: clips are windows starting up to this many frames into a longer "
                         "clip (later chunks of a video are mid-path or after a bounce); 0: clips start at frame 0.")
+    focus: dict[str, float] = Field(default_factory=dict, description="Draw weights of grammar words, e.g. "
+                                    "{gray: 3, yellow: 2}: clips with a weighed word come that many times as often "
+                                    "as with its siblings (words not named weigh 1). Hard cases up-weighted.")
+
+    @model_validator(mode="after")
+    def _focus(self) -> "StageSettings":
+        check_focus(self.focus)
+        return self
 
 
 class TrainSettings(BaseModel):

@@ -4,6 +4,7 @@ Resuming at step k draws exactly the clips and noise an uninterrupted run draws 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -28,26 +29,28 @@ def clip_index(step: int, i: int, batch: int) -> int:
     return step * batch + i
 
 
-def make_batch(stage: str, seed: int, step: int, batch: int, window: int = 0) -> Batch:
+def make_batch(stage: str, seed: int, step: int, batch: int, window: int = 0,
+               focus: Mapping[str, float] | None = None) -> Batch:
     """16-frame clips at 32x32 (64x64 for the enhancer, objects and speeds scaled with it); the
     APM stage takes a chunk from later in a longer clip and that clip's first frame as anchor;
-    with `window` > 0 the CAM stage's clips start 0..window frames into a longer clip."""
+    with `window` > 0 the CAM stage's clips start 0..window frames into a longer clip; `focus`
+    draws the words it weighs more often (`sample_spec`)."""
     frames, prompts, anchors, coverage = [], [], [], []
     g = seeds.generator(seed, "train-gap", stage, step)
     for i in range(batch):
         index = clip_index(step, i, batch)
         start = 0  # the clip's first frame used
         if stage == "enhancer":
-            clip = make_clip(seed + 1, index, num_frames=CHUNK, height=64, width=64, speed=3.0)
+            clip = make_clip(seed + 1, index, num_frames=CHUNK, height=64, width=64, speed=3.0, focus=focus)
         elif stage == "apm":
             start = int(torch.randint(ANCHOR_GAP[0], ANCHOR_GAP[1] + 1, (1,), generator=g))
-            clip = make_clip(seed, index, num_frames=start + CHUNK)
+            clip = make_clip(seed, index, num_frames=start + CHUNK, focus=focus)
             anchors.append(clip.frames[0])
         elif stage == "cam" and window:
             start = int(torch.randint(0, window + 1, (1,), generator=g))
-            clip = make_clip(seed, index, num_frames=start + CHUNK)
+            clip = make_clip(seed, index, num_frames=start + CHUNK, focus=focus)
         else:
-            clip = make_clip(seed, index, num_frames=CHUNK)
+            clip = make_clip(seed, index, num_frames=CHUNK, focus=focus)
         frames.append(clip.frames[start:])
         coverage.append(clip.coverage[start:])
         prompts.append(clip.prompt)

@@ -114,7 +114,7 @@ def train_stage(stage: str, settings: TrainSettings, out: Path, log: Callable[[s
             lr = lr_at(step, st)
             for group in opt.param_groups:
                 group["lr"] = lr
-            batch = make_batch(stage, settings.seed, step, st.batch, st.window)
+            batch = make_batch(stage, settings.seed, step, st.batch, st.window, st.focus)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=settings.bf16):
                 loss = setup.loss(batch, step)
             loss.backward()

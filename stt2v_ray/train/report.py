@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -66,12 +67,58 @@ def weights_digest(folder: Path, name: str) -> str:
     return digest.hexdigest()
 
 
+def stage_lineage(report: dict, stage: str) -> dict:
+    """The part of an earlier run's report about one stage: its settings and its entry (which holds
+    its own warm start, so the chain goes back run by run). Only that stage's: embedding whole
+    reports grew them about 3x per generation (every stage carried every stage's history)."""
+    settings = {k: v for k, v in (report.get("settings") or {}).items() if not isinstance(v, dict) or k == stage}
+    entry = (report.get("stages") or {}).get(stage)
+    if entry is not None:  # its own parents too (reports written before this pruning embed whole ones)
+        entry = dict(entry)
+        for link in ("init", "kept"):
+            if isinstance(entry.get(link), dict) and entry[link].get("report"):
+                entry[link] = {**entry[link], "report": stage_lineage(entry[link]["report"], stage)}
+    return {"settings": settings, "stages": {stage: entry} if entry is not None else {}}
+
+
 def init_record(init: str, stage: str) -> dict:
     """What a warm start began from, taken when it is loaded (`shipped` changes whenever weights ship)."""
     folder = init_folder(init)
     earlier = folder / "report" / "report.json"
+    report = stage_lineage(json.loads(earlier.read_text()), stage) if earlier.is_file() else None
     return {"from": init, "folder": str(folder), "weights_sha256": weights_digest(folder, EXPORT_NAME[stage]),
-            "report": json.loads(earlier.read_text()) if earlier.is_file() else None}
+            "report": report}
+
+
+def keep_stages(out: Path, source: str, trained: list[str]) -> list[str]:
+    """Take the stages this run does not train from an earlier export (`source`: a folder or
+    'shipped'), weights and report entry, so that OUT/weights is a whole preset with a whole
+    report. Exports already in OUT/weights stay (a resumed run). Returns the kept stages."""
+    folder = init_folder(source)
+    kept = [s for s in STAGES if s not in trained]
+    t2v_trained = [s for s in ("base", "cam", "apm") if s in trained]
+    late = [s for s in ("base", "cam", "apm") if s in kept and t2v_trained and STAGES.index(s) > STAGES.index(t2v_trained[0])]
+    if late:  # a CAM is trained against its base, an APM on its CAM: keeping a later one would not fit
+        raise ValueError(f"--rest-from keeps {', '.join(late)} but {t2v_trained[0]} trains here: "
+                         f"train {', '.join(late)} too, or keep {t2v_trained[0]}")
+    for name in sorted({EXPORT_NAME[s] for s in kept}):
+        index = folder / f"{name}.index.json"
+        if not index.is_file():
+            raise ValueError(f"--rest-from {source}: {folder} has no {name} export ({index.name})")
+        target = out / "weights"
+        if not (target / index.name).is_file():
+            target.mkdir(parents=True, exist_ok=True)
+            for file in [index] + sorted(folder.glob(f"{name}-*-of-*.safetensors")):
+                shutil.copyfile(file, target / file.name)
+    for stage in kept:
+        record = out / "stages" / stage / "kept.json"
+        if not record.is_file():
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps(init_record(source, stage), indent=1))
+            curve = folder / "report" / f"loss_{stage}.png"  # its loss curve goes on into the new report
+            if curve.is_file():
+                shutil.copyfile(curve, record.parent / "kept_loss.png")
+    return kept
 
 
 def write_report(out: Path, settings: TrainSettings) -> Path:
@@ -82,6 +129,18 @@ def write_report(out: Path, settings: TrainSettings) -> Path:
              "|---|---|---|---|---|"]
     for stage in STAGES:
         rows = read_losses(out / "stages" / stage / "loss.jsonl")
+        kept = out / "stages" / stage / "kept.json"
+        if not rows and kept.is_file():  # not trained here: taken whole from an earlier export
+            entry = json.loads(kept.read_text())
+            prior = (entry["report"] or {}).get("stages", {}).get(stage) or {}
+            summary["stages"][stage] = {"kept": entry}
+            summary["settings"][stage] = None  # this run's were not used: the kept stage's are in its report
+            if (kept.parent / "kept_loss.png").is_file():
+                shutil.copyfile(kept.parent / "kept_loss.png", report / f"loss_{stage}.png")
+            lines.append(f"| {stage} | kept from `{entry['from']}` ({EXPORT_NAME[stage]} sha256 "
+                         f"{entry['weights_sha256'][:16]}...; `stages.{stage}.kept.report`) | "
+                         f"{prior.get('minutes', '-')} | {prior.get('loss_first20', '-')} | {prior.get('loss_last20', '-')} |")
+            continue
         if not rows:
             continue
         first = sum(r["loss"] for r in rows[:20]) / len(rows[:20])

@@ -32,9 +32,10 @@ def load_settings(config: str, overrides: list[str], out: Path) -> TrainSettings
     return settings
 
 
-def main(out: str, config: str, stages: list[str] | None, overrides: list[str], max_minutes: float | None) -> int:
+def main(out: str, config: str, stages: list[str] | None, overrides: list[str], max_minutes: float | None,
+         rest_from: str | None = None) -> int:
     from stt2v_ray.train.loop import train_stage
-    from stt2v_ray.train.report import write_report
+    from stt2v_ray.train.report import keep_stages, write_report
 
     folder = Path(out)
     try:
@@ -45,6 +46,14 @@ def main(out: str, config: str, stages: list[str] | None, overrides: list[str], 
     if settings.threads:
         torch.set_num_threads(settings.threads)
     wanted = [s for s in STAGES if s in (stages or STAGES)]
+    if rest_from is not None:
+        try:
+            kept = keep_stages(folder, rest_from, wanted)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"kept from {rest_from}: {', '.join(kept) or 'nothing'}", flush=True)
+        write_report(folder, settings)
     for stage in wanted:
         if stage in ("cam", "apm") and not (folder / "weights" / "t2v.index.json").is_file():
             print(f"error: stage {stage} starts from the previous stage's weights: run --stage "

@@ -122,3 +122,24 @@ def test_shapes_have_their_expected_areas():
     assert area["square"] == pytest.approx(144, abs=0.5)
     assert area["circle"] == pytest.approx(3.14159 * 36, rel=0.02)
     assert area["triangle"] == pytest.approx(72, rel=0.02)
+
+
+def test_focus_draws_the_weighed_words_that_much_more_often_and_leaves_others_alone():
+    n = 600
+    plain = [sample_spec(7, i).prompt for i in range(n)]
+    focused = [sample_spec(7, i, focus={"gray": 4.0, "yellow": 3.0}).prompt for i in range(n)]
+    share = lambda ps, attr, word: sum(getattr(p, attr) == word for p in ps) / n  # noqa: E731
+    # gray weighs 4 of 6 (black, white 1 each); yellow 3 of 9 (six other colours 1 each)
+    assert abs(share(focused, "background", "gray") - 4 / 6) < 0.06 and abs(share(plain, "background", "gray") - 1 / 3) < 0.06
+    assert abs(share(focused, "colour", "yellow") - 3 / 9) < 0.06 and abs(share(plain, "colour", "yellow") - 1 / 7) < 0.06
+    assert abs(share(focused, "shape", "triangle") - 1 / 3) < 0.06  # shapes are not weighed: still uniform
+    # weights of 1 are the uniform draw itself: the same clips as without focus
+    assert [sample_spec(7, i, focus={"gray": 1.0}) for i in range(20)] == [sample_spec(7, i) for i in range(20)]
+    assert sample_spec(7, 3, focus={"gray": 4.0}) == sample_spec(7, 3, focus={"gray": 4.0})  # still a pure function
+
+
+def test_focus_rejects_unknown_words_and_non_positive_weights():
+    with pytest.raises(ValueError, match="focus: unknown word 'purple'; known: black, blue, circle"):
+        sample_spec(0, 0, focus={"purple": 2.0})
+    with pytest.raises(ValueError, match="focus: weight of 'gray' must be > 0, got 0"):
+        sample_spec(0, 0, focus={"gray": 0})

@@ -196,6 +196,27 @@ def test_a_warm_start_is_recorded_in_the_report(tmp_path):
     assert again == entry
 
 
+def test_a_warm_start_keeps_only_its_own_stages_lineage():
+    """The embedded earlier report holds that stage's settings and entry alone (with its own warm
+    start inside, so the chain goes back), not every stage's history: the size stays linear."""
+    from stt2v_ray.train.report import stage_lineage
+
+    grandparent = {"settings": {"seed": 0, "bf16": True, "base": {"steps": 9}, "cam": {"steps": 7}},
+                   "stages": {"base": {"steps": 9}, "cam": {"steps": 7, "init": None}}}
+    parent = {"settings": {"seed": 1, "bf16": True, "base": {"steps": 5}, "cam": {"steps": 3}, "apm": {"steps": 2}},
+              "stages": {"base": {"steps": 5}, "apm": {"steps": 2},
+                         "cam": {"steps": 3, "init": {"from": "x", "report": stage_lineage(grandparent, "cam")}}}}
+    kept = stage_lineage(parent, "cam")
+    assert kept["settings"] == {"seed": 1, "bf16": True, "cam": {"steps": 3}}
+    assert list(kept["stages"]) == ["cam"] and kept["stages"]["cam"]["steps"] == 3
+    assert kept["stages"]["cam"]["init"]["report"] == {"settings": {"seed": 0, "bf16": True, "cam": {"steps": 7}},
+                                                        "stages": {"cam": {"steps": 7, "init": None}}}
+    assert stage_lineage(parent, "enhancer") == {"settings": {"seed": 1, "bf16": True}, "stages": {}}
+    # a parent written before the pruning embeds its whole parent: pruned on the way in, at every level
+    legacy = {**parent, "stages": {**parent["stages"], "cam": {"steps": 3, "init": {"from": "x", "report": grandparent}}}}
+    assert stage_lineage(legacy, "cam") == kept
+
+
 def test_coverage_is_the_rendered_shape_and_weights_the_object():
     from stt2v_ray.data.clips import make_clip, object_path, shape_coverage
     from stt2v_ray.train.stages import loss_weights, object_weighted_mse
@@ -225,3 +246,49 @@ def test_timestep_power_favours_high_noise_and_power_one_is_uniform():
     assert abs(share(uniform) - 0.15) < 0.03 and abs(share(high) - (1 - 0.85**3)) < 0.03
     again, noise_again, _ = noise_draws(0, "cam", 7, (4000, 1), 1000, 0.1, t_power=3.0)
     assert torch.equal(high, again) and torch.equal(noise_u, noise_again)
+
+
+def test_focus_is_checked_when_the_settings_are_read_and_reaches_the_batches():
+    raw = named_config("smoke")
+    raw["cam"]["focus"] = {"grey": 3}
+    with pytest.raises(ValueError, match="focus: unknown word 'grey'"):
+        TrainSettings(**raw)
+    from stt2v_ray.data.clips import make_clip
+
+    batch = make_batch("cam", 0, 2, 4, window=8, focus={"gray": 5.0})
+    assert batch.prompts == [make_clip(0, 8 + i, focus={"gray": 5.0}).prompt for i in range(4)]
+    assert batch.prompts != make_batch("cam", 0, 2, 4, window=8).prompts
+
+
+def test_rest_from_makes_a_whole_preset_of_one_trained_stage_and_an_earlier_export(tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["train", "--out", str(first), "--config", "smoke"]) == 0
+    (first / "weights" / "report").mkdir()
+    (first / "weights" / "report" / "report.json").write_text((first / "report" / "report.json").read_text())
+    (first / "weights" / "report" / "loss_cam.png").write_bytes((first / "report" / "loss_cam.png").read_bytes())
+    source = str(first / "weights")
+    assert main(["train", "--out", str(second), "--config", "smoke", "--stage", "enhancer",
+                 "--set", f"enhancer.init={source}", "--rest-from", source]) == 0
+    for file in (first / "weights").glob("t2v*"):  # the kept export, byte for byte
+        assert (second / "weights" / file.name).read_bytes() == file.read_bytes()
+    assert (second / "weights" / "enhancer.index.json").is_file()
+    report = json.loads((second / "report" / "report.json").read_text())
+    for stage in ("base", "cam", "apm"):
+        kept = report["stages"][stage]["kept"]
+        assert kept["from"] == source and kept["report"]["stages"][stage]["steps"] == 4
+        assert list(kept["report"]["stages"]) == [stage] and report["settings"][stage] is None
+    assert report["stages"]["enhancer"]["steps"] == 4 and report["settings"]["enhancer"]["init"] == source
+    readme = (second / "report" / "README.md").read_text()
+    assert f"| cam | kept from `{source}`" in readme and "| enhancer | 4 / 4 |" in readme
+    assert (second / "report" / "loss_cam.png").read_bytes() == (first / "report" / "loss_cam.png").read_bytes()
+    assert not (second / "report" / "loss_base.png").exists()  # the source had none to carry on
+    capsys.readouterr()
+    # a CAM belongs to its base: keeping it while base trains here is refused, before any training
+    assert main(["train", "--out", str(tmp_path / "third"), "--config", "smoke", "--stage", "base",
+                 "--rest-from", source]) == 2
+    assert "--rest-from keeps cam, apm but base trains here" in capsys.readouterr().err
+    assert not (tmp_path / "third" / "stages" / "base").exists()
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--out", str(tmp_path / "fourth"), "--config", "smoke", "--stage", "enhancer",
+                 "--rest-from", str(tmp_path / "empty")]) == 2
+    assert "has no t2v export (t2v.index.json)" in capsys.readouterr().err
