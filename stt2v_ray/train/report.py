@@ -121,6 +121,14 @@ def keep_stages(out: Path, source: str, trained: list[str]) -> list[str]:
     return kept
 
 
+def trained_entry(kept: dict, stage: str) -> dict:
+    """The report entry of the run that last trained a kept stage (kept from a run that kept it...)."""
+    entry = (kept.get("report") or {}).get("stages", {}).get(stage) or {}
+    while isinstance(entry.get("kept"), dict):
+        entry = (entry["kept"].get("report") or {}).get("stages", {}).get(stage) or {}
+    return entry
+
+
 def write_report(out: Path, settings: TrainSettings) -> Path:
     report = out / "report"
     report.mkdir(parents=True, exist_ok=True)
@@ -132,7 +140,7 @@ def write_report(out: Path, settings: TrainSettings) -> Path:
         kept = out / "stages" / stage / "kept.json"
         if not rows and kept.is_file():  # not trained here: taken whole from an earlier export
             entry = json.loads(kept.read_text())
-            prior = (entry["report"] or {}).get("stages", {}).get(stage) or {}
+            prior = trained_entry(entry, stage)
             summary["stages"][stage] = {"kept": entry}
             summary["settings"][stage] = None  # this run's were not used: the kept stage's are in its report
             if (kept.parent / "kept_loss.png").is_file():

@@ -282,6 +282,13 @@ def test_rest_from_makes_a_whole_preset_of_one_trained_stage_and_an_earlier_expo
     assert f"| cam | kept from `{source}`" in readme and "| enhancer | 4 / 4 |" in readme
     assert (second / "report" / "loss_cam.png").read_bytes() == (first / "report" / "loss_cam.png").read_bytes()
     assert not (second / "report" / "loss_base.png").exists()  # the source had none to carry on
+    # kept again from the second run: the table still shows the minutes of the run that trained it
+    (second / "weights" / "report").mkdir()
+    (second / "weights" / "report" / "report.json").write_text((second / "report" / "report.json").read_text())
+    assert main(["train", "--out", str(tmp_path / "again"), "--config", "smoke", "--stage", "enhancer",
+                 "--rest-from", str(second / "weights")]) == 0
+    minutes = report["stages"]["cam"]["kept"]["report"]["stages"]["cam"]["minutes"]
+    assert f"`stages.cam.kept.report`) | {minutes} |" in (tmp_path / "again" / "report" / "README.md").read_text()
     capsys.readouterr()
     # a CAM belongs to its base: keeping it while base trains here is refused, before any training
     assert main(["train", "--out", str(tmp_path / "third"), "--config", "smoke", "--stage", "base",
