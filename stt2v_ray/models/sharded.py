@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -64,3 +65,22 @@ def load_sharded(folder: Path | str, name: str) -> dict[str, torch.Tensor]:
     if set(state) != set(weight_map):
         raise ValueError(f"{index}: shards hold {len(state)} tensors, the index lists {len(weight_map)}")
     return state
+
+
+def export_shards(folder: Path | str, name: str) -> list[Path]:
+    """The shard files `name`'s index lists, sorted (not a glob: a stale shard is not part of it)."""
+    folder = Path(folder)
+    weight_map = json.loads((folder / f"{name}.index.json").read_text())["weight_map"]
+    return [folder / file for file in sorted(set(weight_map.values()))]
+
+
+def copy_export(source: Path | str, target: Path | str, name: str) -> None:
+    """Copy an export, its index last (through a temporary name): a copy cut short has no index,
+    so it is neither loaded nor mistaken for a whole one."""
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    for shard in export_shards(source, name):
+        shutil.copyfile(shard, target / shard.name)
+    index_tmp = target / f"{name}.index.json.tmp"
+    shutil.copyfile(Path(source) / f"{name}.index.json", index_tmp)
+    os.replace(index_tmp, target / f"{name}.index.json")

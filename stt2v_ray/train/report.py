@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from stt2v_ray.models.sharded import copy_export, export_shards
 from stt2v_ray.train.config import STAGES, TrainSettings
 from stt2v_ray.train.stages import EXPORT_NAME, init_folder
 
@@ -62,7 +63,7 @@ def plot_losses(rows: list[dict], title: str, path: Path, size: tuple[int, int] 
 def weights_digest(folder: Path, name: str) -> str:
     """SHA-256 over an export's index and shards, in name order: which weights a warm start began from."""
     digest = hashlib.sha256()
-    for file in [folder / f"{name}.index.json"] + sorted(folder.glob(f"{name}-*-of-*.safetensors")):
+    for file in [folder / f"{name}.index.json"] + export_shards(folder, name):
         digest.update(file.read_bytes())
     return digest.hexdigest()
 
@@ -96,20 +97,17 @@ def keep_stages(out: Path, source: str, trained: list[str]) -> list[str]:
     report. Exports already in OUT/weights stay (a resumed run). Returns the kept stages."""
     folder = init_folder(source)
     kept = [s for s in STAGES if s not in trained]
-    t2v_trained = [s for s in ("base", "cam", "apm") if s in trained]
-    late = [s for s in ("base", "cam", "apm") if s in kept and t2v_trained and STAGES.index(s) > STAGES.index(t2v_trained[0])]
+    t2v = ("base", "cam", "apm")
+    first = next((s for s in t2v if s in trained), None)
+    late = [s for s in t2v[t2v.index(first) + 1:] if s in kept] if first else []
     if late:  # a CAM is trained against its base, an APM on its CAM: keeping a later one would not fit
-        raise ValueError(f"--rest-from keeps {', '.join(late)} but {t2v_trained[0]} trains here: "
-                         f"train {', '.join(late)} too, or keep {t2v_trained[0]}")
+        raise ValueError(f"--rest-from keeps {', '.join(late)} but {first} trains here: "
+                         f"train {', '.join(late)} too, or keep {first}")
     for name in sorted({EXPORT_NAME[s] for s in kept}):
-        index = folder / f"{name}.index.json"
-        if not index.is_file():
-            raise ValueError(f"--rest-from {source}: {folder} has no {name} export ({index.name})")
-        target = out / "weights"
-        if not (target / index.name).is_file():
-            target.mkdir(parents=True, exist_ok=True)
-            for file in [index] + sorted(folder.glob(f"{name}-*-of-*.safetensors")):
-                shutil.copyfile(file, target / file.name)
+        if not (folder / f"{name}.index.json").is_file():
+            raise ValueError(f"--rest-from {source}: {folder} has no {name} export ({name}.index.json)")
+        if not (out / "weights" / f"{name}.index.json").is_file():
+            copy_export(folder, out / "weights", name)
     for stage in kept:
         record = out / "stages" / stage / "kept.json"
         if not record.is_file():
@@ -121,11 +119,16 @@ def keep_stages(out: Path, source: str, trained: list[str]) -> list[str]:
     return kept
 
 
+def parent_entry(record: dict, stage: str) -> dict:
+    """The stage's entry in the report an init/kept record embeds ({} when it had none)."""
+    return (record.get("report") or {}).get("stages", {}).get(stage) or {}
+
+
 def trained_entry(kept: dict, stage: str) -> dict:
     """The report entry of the run that last trained a kept stage (kept from a run that kept it...)."""
-    entry = (kept.get("report") or {}).get("stages", {}).get(stage) or {}
+    entry = parent_entry(kept, stage)
     while isinstance(entry.get("kept"), dict):
-        entry = (entry["kept"].get("report") or {}).get("stages", {}).get(stage) or {}
+        entry = parent_entry(entry["kept"], stage)
     return entry
 
 
@@ -167,7 +170,7 @@ def write_report(out: Path, settings: TrainSettings) -> Path:
             continue
         entry = json.loads(record.read_text())
         summary["stages"][stage]["init"] = entry
-        prior = (entry["report"] or {}).get("stages", {}).get(stage, {})
+        prior = parent_entry(entry, stage)
         steps = f"{prior['steps']} earlier steps" if "steps" in prior else "an earlier run (no report)"
         minutes = f", {prior['minutes']:.1f} min" if "minutes" in prior else ""
         lines += ["", f"{stage} was warm-started from `{entry['from']}` ({EXPORT_NAME[stage]} weights sha256 "

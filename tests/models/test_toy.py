@@ -82,3 +82,16 @@ def test_shipped_report_sits_beside_the_weights():
     report = json.loads((toy.WEIGHTS_DIR / "report" / "report.json").read_text())
     assert sorted(report["stages"]) == ["apm", "base", "cam", "enhancer"]
     assert all((toy.WEIGHTS_DIR / "report" / f"loss_{s}.png").is_file() for s in report["stages"])
+
+
+def test_copy_export_takes_the_indexed_shards_and_writes_the_index_last(tmp_path):
+    from stt2v_ray.models.sharded import copy_export, export_shards
+
+    state = {f"w{i}": torch.full((300_000,), float(i)) for i in range(4)}
+    files = save_sharded(state, tmp_path / "src", "t2v", max_bytes=1_000_000)
+    (tmp_path / "src" / "t2v-00009-of-00009.safetensors").write_bytes(b"stale")  # not in the index
+    assert export_shards(tmp_path / "src", "t2v") == files and len(files) > 1
+    copy_export(tmp_path / "src", tmp_path / "dst", "t2v")
+    assert sorted(p.name for p in (tmp_path / "dst").iterdir()) == sorted([f.name for f in files] + ["t2v.index.json"])
+    loaded = load_sharded(tmp_path / "dst", "t2v")
+    assert all(torch.equal(loaded[k], v.half()) for k, v in state.items())
