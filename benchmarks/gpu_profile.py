@@ -35,14 +35,14 @@ from PIL import Image  # noqa: E402
 
 from stt2v_ray.config import RunSettings, deep_merge, parse_override  # noqa: E402
 from stt2v_ray.inputs.requests import VideoRequest  # noqa: E402
-from stt2v_ray.models.weights import MissingWeightsError, components_for, resolve_weights  # noqa: E402
+from stt2v_ray.models.blocks.weights import MissingWeightsError, components_for, resolve_weights  # noqa: E402
 from stt2v_ray.pipeline.components import Components  # noqa: E402
 from stt2v_ray.pipeline.video import STAGES, StageClock, render_video  # noqa: E402
 from stt2v_ray.presets import get_preset  # noqa: E402
 
 MIB = 2**20
 
-# Memory settings each generator family supports (stt2v_ray/models/memory.py, streamingsvd.py,
+# Memory settings each generator family supports (stt2v_ray/models/blocks/memory.py, streamingsvd.py,
 # streamingt2v.py: each module's docstring gives the knobs' expected effects). Half precision is
 # float16 on CUDA, bfloat16 on CPU (CPUs have no fast float16). ff_chunk_size 2 and
 # vae_decode_chunk 4 are the original's --use_memopt values.

@@ -26,8 +26,8 @@ from stt2v_ray.config import RunSettings, deep_merge, parse_override  # noqa: E4
 from stt2v_ray.metrics.adherence import prompt_adherence  # noqa: E402
 from stt2v_ray.metrics.seams import seam_stats, seam_transitions  # noqa: E402
 from stt2v_ray.metrics.track import track_object  # noqa: E402
-from stt2v_ray.models import toy  # noqa: E402
-from stt2v_ray.models.job import GenerationJob  # noqa: E402
+from stt2v_ray.models.toy import toy  # noqa: E402
+from stt2v_ray.models.blocks.job import GenerationJob  # noqa: E402
 from stt2v_ray.pipeline.base import stream_base_chunks  # noqa: E402
 from stt2v_ray.presets import PRESETS  # noqa: E402
 

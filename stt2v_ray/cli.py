@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from stt2v_ray.errors import ExecutorStartError
     from stt2v_ray.inputs.errors import InputError
-    from stt2v_ray.models.weights import MissingWeightsError
+    from stt2v_ray.models.blocks.weights import MissingWeightsError
     from stt2v_ray.storage import parse_storage_options
 
     try:
@@ -188,18 +188,20 @@ def _presets() -> int:
 
 def _parameter_counts(name: str) -> dict:
     if name == "streamingsvd":
-        from stt2v_ray.models.streamingsvd import parameter_counts
+        from stt2v_ray.models.svd.streamingsvd import parameter_counts
+        from stt2v_ray.video.ema_vfi import interpolator_parameter_counts
 
-        return parameter_counts()
+        return {**parameter_counts(), **interpolator_parameter_counts()}
     if name == "streamingt2v":
-        from stt2v_ray.models.streamingt2v import parameter_counts
+        from stt2v_ray.models.modelscope.streamingt2v import parameter_counts
 
         return parameter_counts()
     return {}
 
 
 def _convert(args) -> int:
-    from stt2v_ray.models.convert import UnsafeCheckpointError, convert_file
+    from stt2v_ray.models.blocks.checkpoint import UnsafeCheckpointError
+    from stt2v_ray.models.convert import convert_file
 
     try:
         written, unplaced = convert_file(args.preset, args.input, args.output)

@@ -65,8 +65,8 @@ TINY = Preset(
         "interpolate": {"factor": 2},
         "encode": {"default_fps": 24, "preset": "veryfast"},
     },
-    generators={"t2v": "stt2v_ray.models.tiny:t2v", "i2v": "stt2v_ray.models.tiny:i2v"},
-    enhancer="stt2v_ray.models.tiny:enhancer",
+    generators={"t2v": "stt2v_ray.models.toy.tiny:t2v", "i2v": "stt2v_ray.models.toy.tiny:i2v"},
+    enhancer="stt2v_ray.models.toy.tiny:enhancer",
 )
 
 _SVD_BASE = {"chunk_frames": 25, "cond_frames": 7, "steps": 30, "guidance_scale": 3.0, "min_guidance_scale": 1.5,
@@ -94,8 +94,8 @@ STREAMINGSVD = Preset(
         "interpolate": {"factor": 2},
         "encode": {"default_fps": 24},
     },
-    generators={"t2v": "stt2v_ray.models.streamingsvd:t2v", "i2v": "stt2v_ray.models.streamingsvd:i2v"},
-    enhancer="stt2v_ray.models.streamingsvd:enhancer",
+    generators={"t2v": "stt2v_ray.models.svd.streamingsvd:t2v", "i2v": "stt2v_ray.models.svd.streamingsvd:i2v"},
+    enhancer="stt2v_ray.models.svd.streamingsvd:enhancer",
     interpolator="stt2v_ray.video.ema_vfi:build_ema_vfi",
     weights="pretrained",
     sources=_SVD_SOURCES,
@@ -117,8 +117,8 @@ STREAMINGSVD_TOY = Preset(
         "encode": {"default_fps": 24, "preset": "veryfast"},
         "weights": {"mode": "random"},
     },
-    generators={"t2v": "stt2v_ray.models.streamingsvd:toy_t2v", "i2v": "stt2v_ray.models.streamingsvd:toy_i2v"},
-    enhancer="stt2v_ray.models.streamingsvd:toy_enhancer",
+    generators={"t2v": "stt2v_ray.models.svd.streamingsvd:toy_t2v", "i2v": "stt2v_ray.models.svd.streamingsvd:toy_i2v"},
+    enhancer="stt2v_ray.models.svd.streamingsvd:toy_enhancer",
     interpolator="stt2v_ray.video.ema_vfi:build_ema_vfi_toy",
     weights="random",
     sources=_SVD_SOURCES,
@@ -149,8 +149,8 @@ STREAMINGT2V = Preset(
         "interpolate": {"factor": 1},
         "encode": {"default_fps": 8},
     },
-    generators={"t2v": "stt2v_ray.models.streamingt2v:t2v"},
-    enhancer="stt2v_ray.models.streamingt2v:enhancer",
+    generators={"t2v": "stt2v_ray.models.modelscope.streamingt2v:t2v"},
+    enhancer="stt2v_ray.models.modelscope.streamingt2v:enhancer",
     weights="pretrained",
     sources=_T2V_SOURCES,
     notes=[
@@ -171,8 +171,8 @@ STREAMINGT2V_TOY = Preset(
         "encode": {"default_fps": 8, "preset": "veryfast"},
         "weights": {"mode": "random"},
     },
-    generators={"t2v": "stt2v_ray.models.streamingt2v:toy_t2v"},
-    enhancer="stt2v_ray.models.streamingt2v:toy_enhancer",
+    generators={"t2v": "stt2v_ray.models.modelscope.streamingt2v:toy_t2v"},
+    enhancer="stt2v_ray.models.modelscope.streamingt2v:toy_enhancer",
     weights="random",
     sources=_T2V_SOURCES,
 )
@@ -195,13 +195,13 @@ TOY = Preset(
         "interpolate": {"factor": 2},
         "encode": {"default_fps": 24, "preset": "veryfast"},
     },
-    generators={"t2v": "stt2v_ray.models.toy:t2v"},
-    enhancer="stt2v_ray.models.toy:enhancer",
+    generators={"t2v": "stt2v_ray.models.toy.toy:t2v"},
+    enhancer="stt2v_ray.models.toy.toy:enhancer",
     weights="shipped",
     notes=[
         "Colours: red, green, blue, yellow, magenta, cyan, orange; shapes: circle, square, triangle; directions: left, "
         "right, up, down; backgrounds: black, white, gray. Trained without the speed words (slowly/quickly).",
-        "The autoencoder is a parameter-free pixel (un)shuffle (32x32 -> 8x8x48), not a learned VAE: see stt2v_ray/models/pixel_vae.py.",
+        "The autoencoder is a parameter-free pixel (un)shuffle (32x32 -> 8x8x48), not a learned VAE: see stt2v_ray/models/blocks/pixel_vae.py.",
     ],
 )
 

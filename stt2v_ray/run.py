@@ -66,7 +66,7 @@ def preflight_weights(settings: RunSettings, families: set[str] | None = None) -
     """Resolve every weight the run needs (raises MissingWeightsError listing all missing); say if weights are random."""
     preset = PRESETS[settings.preset]
     if preset.weights == "shipped":  # trained here, inside the package (the toy preset)
-        from stt2v_ray.models.toy import shipped_weights
+        from stt2v_ray.models.toy.toy import shipped_weights
 
         return {"mode": "shipped", "real_output": True, "resolved": shipped_weights(settings.enhance.enabled)}
     if settings.weights.mode == "random" or not preset.sources:
@@ -74,7 +74,7 @@ def preflight_weights(settings: RunSettings, families: set[str] | None = None) -
             print(f"WARNING: weights.mode=random: preset {preset.name!r} runs with RANDOM weights; "
                   "the videos are for profiling only, not real output", file=sys.stderr)
         return {"mode": "random", "real_output": False, "resolved": {}}
-    from stt2v_ray.models.weights import components_for, resolve_weights
+    from stt2v_ray.models.blocks.weights import components_for, resolve_weights
 
     needed = components_for(preset, families or {"t2v", "i2v"}, settings.enhance.enabled,
                             settings.interpolate.factor > 1)

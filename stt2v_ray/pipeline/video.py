@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import torch
 
 from stt2v_ray.config import RunSettings
-from stt2v_ray.models.job import GenerationJob
+from stt2v_ray.models.blocks.job import GenerationJob
 from stt2v_ray.pipeline.base import stream_base_chunks
 from stt2v_ray.pipeline.enhance import EnhanceRecipe, enhance_stream
 from stt2v_ray.plan.chunks import EnhancePlan, base_frames_for_output, base_plan, enhance_plan

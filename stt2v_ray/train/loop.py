@@ -5,7 +5,7 @@ Layout under the run folder OUT:
     OUT/stages/<stage>/checkpoint.safetensors   trained params, EMA, AdamW state; run state in its metadata
     OUT/stages/<stage>/loss.jsonl               one line per step: step, loss, lr, seconds
     OUT/stages/<stage>/init.json                a warm start's source, digest and report, taken when loaded
-    OUT/weights/{t2v,enhancer}-*.safetensors    float16 shards + index: what `stt2v_ray.models.toy` loads
+    OUT/weights/{t2v,enhancer}-*.safetensors    float16 shards + index: what `stt2v_ray.models.toy.toy` loads
 The checkpoint is one file replaced atomically, so a kill at any moment resumes from the last
 complete checkpoint; steps after it are re-run, drawing the same clips and noise (they are
 keyed by (seed, stage, step)), so the resumed run equals an uninterrupted one.
@@ -22,8 +22,8 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from stt2v_ray.models import toy
-from stt2v_ray.models.sharded import save_sharded
+from stt2v_ray.models.toy import toy
+from stt2v_ray.models.blocks.sharded import save_sharded
 from stt2v_ray.train.config import StageSettings, TrainSettings
 from stt2v_ray.train.data import make_batch
 from stt2v_ray.train.report import init_record

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from stt2v_ray.models.sharded import copy_export, export_shards
+from stt2v_ray.models.blocks.sharded import copy_export, export_shards
 from stt2v_ray.train.config import STAGES, TrainSettings
 from stt2v_ray.train.stages import EXPORT_NAME, init_folder
 

@@ -15,7 +15,7 @@
    up to t=700 (SDEdit starts at strength 0.6 x 1000).
 
 All predict x0 ("sample") on the cosine schedule in pixel-unshuffled space
-(`stt2v_ray.models.toy`), the parametrisation the toy generators sample with; `object_weight`
+(`stt2v_ray.models.toy.toy`), the parametrisation the toy generators sample with; `object_weight`
 weights the object's pixels in the loss. A stage is a `Setup`: the modules it saves, the
 parameters it trains, and its loss.
 """
@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stt2v_ray.models import toy
-from stt2v_ray.models.text_time import unet_kwargs
+from stt2v_ray.models.toy import toy
+from stt2v_ray.models.blocks.text_time import unet_kwargs
 from stt2v_ray.plan.samplers import alphas_cumprod
 from stt2v_ray.train.config import StageSettings, check_warm_start
 from stt2v_ray.train.data import COND, Batch, noise_draws

@@ -174,13 +174,13 @@ class EMAVFIInterpolator:
 
 
 def _weights_path(run_settings) -> Path:
-    """Through `models.weights` (hub id or local path; MissingWeightsError) when the preset declares an
+    """Through `models.blocks.weights` (hub id or local path; MissingWeightsError) when the preset declares an
     `interpolator` weight source; otherwise weights.paths.interpolator must be a local file."""
     from stt2v_ray.presets import get_preset
 
     preset = get_preset(run_settings.preset)
     if any(src.component == "interpolator" for src in preset.sources):
-        from stt2v_ray.models.weights import resolve_weights
+        from stt2v_ray.models.blocks.weights import resolve_weights
 
         return resolve_weights(preset, run_settings.weights.paths, ["interpolator"])["interpolator"].path
     path = run_settings.weights.paths.get("interpolator")
@@ -213,3 +213,10 @@ def build_ema_vfi_toy(run_settings, device: str | torch.device = "cpu") -> EMAVF
         torch.manual_seed(0)
         model = EMAVFI(EMA_VFI_TOY)
     return EMAVFIInterpolator(model, device)
+
+
+def interpolator_parameter_counts() -> dict[str, dict[str, int]]:
+    """The full-size EMA-VFI's parameter count, built on the meta device (no memory, no download)."""
+    with torch.device("meta"):
+        vfi = EMAVFI(EMA_VFI_OURS)
+    return {"interpolator": {"EMA-VFI (ours)": sum(p.numel() for p in vfi.parameters())}}

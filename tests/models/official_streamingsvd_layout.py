@@ -76,7 +76,7 @@ FULL = Layout(
     vision=dict(hidden_size=1280, intermediate_size=5120, projection_dim=1024, num_hidden_layers=32, image_size=224, patch_size=14),
     text_width=1024, vocab_size=49408, context_length=77,
 )
-# the sizes of stt2v_ray.models.streamingsvd's toy preset, spelled in the original's parameters
+# the sizes of stt2v_ray.models.svd.streamingsvd's toy preset, spelled in the original's parameters
 TOY = Layout(
     in_channels=8, model_channels=32, out_channels=4, num_res_blocks=1, channel_mult=(1, 2),
     attention_resolutions=(1,), transformer_depth=1, context_dim=32, adm_in_channels=24, merger_head_dim=16,

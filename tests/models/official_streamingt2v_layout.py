@@ -26,7 +26,7 @@ import re
 import torch
 from diffusers import UNet3DConditionModel
 
-from stt2v_ray.models.streamingt2v import Spec
+from stt2v_ray.models.modelscope.streamingt2v import Spec
 
 SPATIAL_ATTN2 = re.compile(r"^(.*\.attentions\.\d+\.transformer_blocks\.\d+\.attn2)\.to_q\.weight$")
 CAM_PARTS = ("conv_in.", "time_embedding.", "transformer_in.", "down_blocks.", "mid_block.")

@@ -5,9 +5,9 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-from stt2v_ray.models.apm import APM, APMAttnProcessor
-from stt2v_ray.models.cam import CAMInjector, FrameEncoder
-from stt2v_ray.models.t2v import build_tiny_streaming_unet3d, wake_zero_init
+from stt2v_ray.models.blocks.apm import APM, APMAttnProcessor
+from stt2v_ray.models.blocks.cam import CAMInjector, FrameEncoder
+from stt2v_ray.models.modelscope.t2v import build_tiny_streaming_unet3d, wake_zero_init
 
 
 def seeded(shape: tuple[int, ...], seed: int) -> torch.Tensor:
@@ -175,7 +175,7 @@ def test_streaming_unet_rejects_bad_cond(fresh, inputs):
 
 
 def test_frame_positions_let_identical_frames_attend_differently():
-    from stt2v_ray.models.cam import CAMInjector
+    from stt2v_ray.models.blocks.cam import CAMInjector
 
     torch.manual_seed(0)
     plain, placed = CAMInjector(16, head_dim=8, norm_groups=4), CAMInjector(16, head_dim=8, norm_groups=4, frame_positions=6)

@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from stt2v_ray.models.convert import UnsafeCheckpointError, read_checkpoint
-from stt2v_ray.models.convert_streamingt2v import (
+from stt2v_ray.models.blocks.checkpoint import UnsafeCheckpointError, read_checkpoint
+from stt2v_ray.models.modelscope.convert import (
     convert_streamingt2v, convert_streamingt2v_report, openclip_visual_to_transformers,
 )
-from stt2v_ray.models.streamingt2v import FULL, TOY, build_streaming_model, load_streaming_state, load_strict
+from stt2v_ray.models.modelscope.streamingt2v import FULL, TOY, build_streaming_model, load_streaming_state, load_strict
 from tests.models.official_streamingt2v_layout import openclip_visual_shapes, synthetic_state_dict
 
 

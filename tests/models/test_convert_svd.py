@@ -10,9 +10,9 @@ import pickle
 import pytest
 import torch
 
-from stt2v_ray.models import convert_svd
-from stt2v_ray.models.convert import UnsafeCheckpointError, read_checkpoint
-from stt2v_ray.models.streamingsvd import TOY_UNET, TOY_VAE, build_models
+from stt2v_ray.models.svd import convert as convert_svd
+from stt2v_ray.models.blocks.checkpoint import UnsafeCheckpointError, read_checkpoint
+from stt2v_ray.models.svd.streamingsvd import TOY_UNET, TOY_VAE, build_models
 from tests.models import official_streamingsvd_layout as layout
 
 TEXT_LEFTOVERS = ["token_embedding.weight", "positional_embedding", "ln_final.weight", "ln_final.bias", "text_projection", "logit_scale"]

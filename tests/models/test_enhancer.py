@@ -5,9 +5,9 @@ import torch
 from diffusers import DDIMScheduler
 
 from stt2v_ray.config import EnhanceSettings
-from stt2v_ray.models.enhancer import VideoEnhancer, build_tiny_enhancer
-from stt2v_ray.models.job import GenerationJob
-from stt2v_ray.models.text import encode_text
+from stt2v_ray.models.blocks.enhancer import VideoEnhancer, build_tiny_enhancer
+from stt2v_ray.models.blocks.job import GenerationJob
+from stt2v_ray.models.blocks.text import encode_text
 
 # Model forwards run at 16x24 base (32x48 out, 8x12 latents), 4-frame chunks, to stay fast.
 BASE_H, BASE_W, CHUNK = 16, 24, 4

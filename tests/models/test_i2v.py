@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from stt2v_ray.config import BaseModelSettings
-from stt2v_ray.models.i2v import I2VGenerator, build_tiny_i2v, fit_image
-from stt2v_ray.models.job import GenerationJob
-from stt2v_ray.models.streaming_unet_stc import StreamingUNetSTC
+from stt2v_ray.models.svd.i2v import I2VGenerator, build_tiny_i2v, fit_image
+from stt2v_ray.models.blocks.job import GenerationJob
+from stt2v_ray.models.svd.streaming_unet_stc import StreamingUNetSTC
 
 SETTINGS = BaseModelSettings(
     chunk_frames=6, cond_frames=3, steps=2, guidance_scale=3.0, min_guidance_scale=1.5, height=32, width=48

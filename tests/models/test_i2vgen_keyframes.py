@@ -2,8 +2,8 @@
 import torch
 
 from stt2v_ray.config import RunSettings, deep_merge
-from stt2v_ray.models.job import GenerationJob
-from stt2v_ray.models.streamingsvd import toy_enhancer
+from stt2v_ray.models.blocks.job import GenerationJob
+from stt2v_ray.models.svd.streamingsvd import toy_enhancer
 from stt2v_ray.presets import STREAMINGSVD_TOY
 
 

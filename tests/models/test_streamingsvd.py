@@ -8,8 +8,8 @@ import yaml
 from diffusers import UNetSpatioTemporalConditionModel
 
 from stt2v_ray.config import RunSettings
-from stt2v_ray.models.job import GenerationJob
-from stt2v_ray.models.streamingsvd import SVD_XT_UNET, toy_i2v
+from stt2v_ray.models.blocks.job import GenerationJob
+from stt2v_ray.models.svd.streamingsvd import SVD_XT_UNET, toy_i2v
 
 
 def test_svd_xt_unet_parameter_count_matches_the_published_model():

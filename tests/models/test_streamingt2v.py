@@ -8,8 +8,8 @@ from diffusers import UNet2DConditionModel, UNet3DConditionModel
 
 from stt2v_ray.cli import main
 from stt2v_ray.config import RunSettings, deep_merge
-from stt2v_ray.models.apm import APM
-from stt2v_ray.models.streamingt2v import FULL, MODELSCOPE_UNET, build_streaming_model, build_t2v, parameter_counts
+from stt2v_ray.models.blocks.apm import APM
+from stt2v_ray.models.modelscope.streamingt2v import FULL, MODELSCOPE_UNET, build_streaming_model, build_t2v, parameter_counts
 from stt2v_ray.presets import get_preset
 
 

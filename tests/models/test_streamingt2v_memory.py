@@ -8,8 +8,8 @@ import yaml
 
 from stt2v_ray.cli import main
 from stt2v_ray.config import RunSettings
-from stt2v_ray.models.job import GenerationJob
-from stt2v_ray.models.streamingt2v import toy_t2v
+from stt2v_ray.models.blocks.job import GenerationJob
+from stt2v_ray.models.modelscope.streamingt2v import toy_t2v
 
 JOB = GenerationJob("a", "a cat on a sofa", "blurry", 3)
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from stt2v_ray.config import BaseModelSettings
-from stt2v_ray.models.job import GenerationJob
-from stt2v_ray.models.t2v import T2VGenerator, build_tiny_streaming_unet3d, build_tiny_t2v
+from stt2v_ray.models.blocks.job import GenerationJob
+from stt2v_ray.models.modelscope.t2v import T2VGenerator, build_tiny_streaming_unet3d, build_tiny_t2v
 
 SETTINGS = BaseModelSettings(chunk_frames=8, cond_frames=4, steps=2, height=32, width=32)
 

@@ -8,10 +8,10 @@ import torch
 
 from stt2v_ray.config import RunSettings
 from stt2v_ray.data.clips import ToyPrompt
-from stt2v_ray.models import toy
-from stt2v_ray.models.pixel_vae import PixelShuffleVAE, vae_scale_factor
-from stt2v_ray.models.sharded import load_sharded, save_sharded
-from stt2v_ray.models.weights import MissingWeightsError
+from stt2v_ray.models.toy import toy
+from stt2v_ray.models.blocks.pixel_vae import PixelShuffleVAE, vae_scale_factor
+from stt2v_ray.models.blocks.sharded import load_sharded, save_sharded
+from stt2v_ray.models.blocks.weights import MissingWeightsError
 
 
 def test_every_grammar_word_is_one_token_and_prompts_fit():
@@ -85,7 +85,7 @@ def test_shipped_report_sits_beside_the_weights():
 
 
 def test_copy_export_takes_the_indexed_shards_and_writes_the_index_last(tmp_path):
-    from stt2v_ray.models.sharded import copy_export, export_shards
+    from stt2v_ray.models.blocks.sharded import copy_export, export_shards
 
     state = {f"w{i}": torch.full((300_000,), float(i)) for i in range(4)}
     files = save_sharded(state, tmp_path / "src", "t2v", max_bytes=1_000_000)

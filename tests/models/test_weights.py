@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from stt2v_ray.models.weights import MissingWeightsError, resolve_weights
+from stt2v_ray.models.blocks.weights import MissingWeightsError, resolve_weights
 from stt2v_ray.presets import get_preset
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+pytestmark = pytest.mark.ray  # starts a Ray cluster: `make test-fast` leaves it out
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 

@@ -15,6 +15,8 @@ import yaml
 
 from stt2v_ray.cli import main
 
+pytestmark = pytest.mark.ray  # starts a Ray cluster: `make test-fast` leaves it out
+
 FAST = [
     "t2v.steps=2", "i2v.steps=2", "enhance.steps=4", "enhance.strength=0.5",
     "enhance.chunk_frames=8", "enhance.overlap_frames=3",

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from stt2v_ray.cli import main
-from stt2v_ray.models import toy
-from stt2v_ray.models.sharded import load_sharded, save_sharded
+from stt2v_ray.models.toy import toy
+from stt2v_ray.models.blocks.sharded import load_sharded, save_sharded
 from stt2v_ray.train.config import StageSettings, TrainSettings, named_config
 from stt2v_ray.train.data import make_batch
 from stt2v_ray.train.loop import train_stage
@@ -41,6 +41,7 @@ def smoke(**stage_overrides) -> TrainSettings:
     return TrainSettings(**raw)
 
 
+@pytest.mark.train
 def test_base_stage_loss_falls_on_held_out_clips(tmp_path):
     settings = smoke(base={"steps": 8, "ema": 0.0})
     setup = setup_stage("base", 0, tmp_path / "weights")
@@ -51,6 +52,7 @@ def test_base_stage_loss_falls_on_held_out_clips(tmp_path):
     assert after < 0.9 * before, (before, after)
 
 
+@pytest.mark.train
 def test_resuming_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
     settings = smoke()
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
@@ -64,6 +66,7 @@ def test_resuming_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
     assert len(losses[0]) == 4 and losses[0] == losses[1]
 
 
+@pytest.mark.train
 def test_all_stages_through_the_cli_hand_weights_on_and_report(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), "--config", "smoke"]) == 0
@@ -89,6 +92,7 @@ def test_cam_stage_needs_the_base_weights(tmp_path, capsys):
     assert "stage cam starts from the previous stage's weights: run --stage base first" in capsys.readouterr().err
 
 
+@pytest.mark.train
 def test_a_run_folder_refuses_other_settings(tmp_path, capsys):
     out = str(tmp_path / "run")
     assert main(["train", "--out", out, "--config", "smoke", "--stage", "base"]) == 0
@@ -174,6 +178,7 @@ def test_cam_windows_start_inside_longer_clips():
     assert torch.equal(make_batch("cam", 0, 5, 3).frames[0], make_clip(0, 15).frames)  # window 0: from frame 0
 
 
+@pytest.mark.train
 def test_a_warm_start_is_recorded_in_the_report(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     assert main(["train", "--out", str(first), "--config", "smoke", "--stage", "base"]) == 0
@@ -260,6 +265,7 @@ def test_focus_is_checked_when_the_settings_are_read_and_reaches_the_batches():
     assert batch.prompts != make_batch("cam", 0, 2, 4, window=8).prompts
 
 
+@pytest.mark.train
 def test_rest_from_makes_a_whole_preset_of_one_trained_stage_and_an_earlier_export(tmp_path, capsys):
     first, second = tmp_path / "first", tmp_path / "second"
     assert main(["train", "--out", str(first), "--config", "smoke"]) == 0

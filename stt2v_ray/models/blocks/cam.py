@@ -21,7 +21,7 @@ from diffusers import UNet3DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch import Tensor, nn
 
-from stt2v_ray.models.text_time import text_time_condition
+from stt2v_ray.models.blocks.text_time import text_time_condition
 
 
 class FrameEncoder(nn.Module):

@@ -12,13 +12,13 @@ Components and where their weights come from (`weights.paths.<component>` overri
   `laion/CLIP-ViT-H-14-laion2B-s32B-b79K`). A `.ckpt` is converted in memory (read only with
   `torch.load(weights_only=True)`); a `.safetensors` from `stt2v-ray convert` loads directly.
 - `enhancer`: I2VGen-XL (`ali-vilab/i2vgen-xl`) in place of MS-Vid2Vid-XL, which has no
-  diffusers format (`stt2v_ray.models.i2vgen_enhancer`).
+  diffusers format (`stt2v_ray.models.svd.i2vgen_enhancer`).
 
 `size="toy"` builds the SAME classes and wiring at toy widths with seeded random weights (the
 `streamingt2v-toy` preset; CPU tests). `weights.mode=random` builds full size with random
 weights: profiling only, never real output.
 
-Memory-optimised mode (`memory.*`, see `stt2v_ray.models.memory`), and its expected effect on
+Memory-optimised mode (`memory.*`, see `stt2v_ray.models.blocks.memory`), and its expected effect on
 a GPU at full size (256x256, 16-frame chunks; sizes from `parameter_counts`: streaming UNet
 1.41 B + CAM 0.69 B + ViT-H image tower 0.63 B + first-chunk UNet 1.41 B + text encoder 0.34 B
 + VAE 0.08 B + APM MLP 0.02 B: ~4.6 B parameters, ~18 GB of float32 weights):
@@ -57,12 +57,12 @@ from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from stt2v_ray.config import RunSettings
-from stt2v_ray.models.apm import APM
-from stt2v_ray.models.cam import CAM
-from stt2v_ray.models.memory import chunk_feed_forwards, torch_dtype
-from stt2v_ray.models.streaming_unet3d import StreamingUNet3D
-from stt2v_ray.models.t2v import T2VGenerator, wake_zero_init
-from stt2v_ray.models.text import build_tiny_tokenizer
+from stt2v_ray.models.blocks.apm import APM
+from stt2v_ray.models.blocks.cam import CAM
+from stt2v_ray.models.blocks.memory import chunk_feed_forwards, torch_dtype
+from stt2v_ray.models.modelscope.streaming_unet3d import StreamingUNet3D
+from stt2v_ray.models.modelscope.t2v import T2VGenerator, wake_zero_init
+from stt2v_ray.models.blocks.text import build_tiny_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +153,8 @@ def _random_base(spec: Spec) -> tuple[CLIPTokenizer, CLIPTextModel, AutoencoderK
 
 def load_streaming_state(path: str | Path) -> dict[str, torch.Tensor]:
     """A `.safetensors` in this project's layout, or the official `.ckpt` converted in memory (unplaced keys: error)."""
-    from stt2v_ray.models.convert import read_checkpoint
-    from stt2v_ray.models.convert_streamingt2v import convert_streamingt2v
+    from stt2v_ray.models.blocks.checkpoint import read_checkpoint
+    from stt2v_ray.models.modelscope.convert import convert_streamingt2v
 
     state = read_checkpoint(path)
     if any(k.startswith("base_model.") for k in state):  # the official layout
@@ -222,7 +222,7 @@ def with_memory_settings(run: RunSettings, tokenizer, text_encoder, vae, model: 
 def resolved_paths(run: RunSettings, components: list[str]) -> dict[str, Path] | None:
     if run.weights.mode == "random":
         return None
-    from stt2v_ray.models.weights import resolve_weights
+    from stt2v_ray.models.blocks.weights import resolve_weights
     from stt2v_ray.presets import get_preset
 
     return {k: v.path for k, v in resolve_weights(get_preset(run.preset), run.weights.paths, components).items()}
@@ -252,7 +252,7 @@ def t2v(run: RunSettings, device="cpu", size: str = "full"):
 
 
 def enhancer(run: RunSettings, base_height: int, base_width: int, device="cpu", size: str = "full"):
-    from stt2v_ray.models.i2vgen_enhancer import build_i2vgen_enhancer
+    from stt2v_ray.models.svd.i2vgen_enhancer import build_i2vgen_enhancer
 
     paths = resolved_paths(run, ["enhancer"]) if size == "full" else None
     return build_i2vgen_enhancer(run, base_height, base_width, device, size, paths)

@@ -3,7 +3,7 @@
 Read from the original code (branch `main`): `models/control/controlnet.py`
 (`ControlNetConditioningEmbedding` with `use_image_encoder_normalization: true`, channels
 32/96/256/512) and `models/cam/conditioning.py` (`CrossAttention` inside `ConditionalModel`).
-The official frame encoder differs from the generic `stt2v_ray.models.cam.FrameEncoder`: it
+The official frame encoder differs from the generic `stt2v_ray.models.blocks.cam.FrameEncoder`: it
 applies a LayerNorm over channels after every block conv (before SiLU), so loading the official
 weights into the generic one would silently compute something else. The injector needs no
 variant: the generic `CAMInjector` already normalises and projects only the query stream and

@@ -11,9 +11,9 @@ import torch
 from diffusers import UNet3DConditionModel
 from torch import Tensor, nn
 
-from stt2v_ray.models.apm import APM
-from stt2v_ray.models.cam import CAM
-from stt2v_ray.models.text_time import text_time_condition
+from stt2v_ray.models.blocks.apm import APM
+from stt2v_ray.models.blocks.cam import CAM
+from stt2v_ray.models.blocks.text_time import text_time_condition
 
 
 class StreamingUNet3D(nn.Module):

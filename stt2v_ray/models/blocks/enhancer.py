@@ -33,10 +33,10 @@ from diffusers import AutoencoderKL, UNet3DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from stt2v_ray.config import EnhanceSettings
-from stt2v_ray.models.job import GenerationJob
-from stt2v_ray.models.pixel_vae import vae_scale_factor
-from stt2v_ray.models.text import build_tiny_text_encoder, build_tiny_tokenizer, encode_text
-from stt2v_ray.models.text_time import unet_kwargs
+from stt2v_ray.models.blocks.job import GenerationJob
+from stt2v_ray.models.blocks.pixel_vae import vae_scale_factor
+from stt2v_ray.models.blocks.text import build_tiny_text_encoder, build_tiny_tokenizer, encode_text
+from stt2v_ray.models.blocks.text_time import unet_kwargs
 from stt2v_ray.plan.samplers import add_noise, alphas_cumprod, ddim_step, ddim_timesteps, sdedit_timesteps, to_x0_eps
 
 # MS-Vid2Vid-XL predicts v (Salimans & Ho) on the "linear_sd" schedule: betas linear in

@@ -27,16 +27,16 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisio
 
 from stt2v_ray.config import BaseModelSettings, EnhanceSettings, RunSettings
 from stt2v_ray.data.clips import BACKGROUNDS, COLOURS, DIRECTIONS, SHAPES, SPEEDS
-from stt2v_ray.models.apm import APM, APMAttnProcessor
-from stt2v_ray.models.cam import CAM
-from stt2v_ray.models.enhancer import VideoEnhancer
-from stt2v_ray.models.pixel_vae import PixelShuffleVAE
-from stt2v_ray.models.sharded import load_sharded
-from stt2v_ray.models.streaming_unet3d import StreamingUNet3D
-from stt2v_ray.models.t2v import T2VGenerator
-from stt2v_ray.models.text import BOS, EOS, bytes_to_unicode
+from stt2v_ray.models.blocks.apm import APM, APMAttnProcessor
+from stt2v_ray.models.blocks.cam import CAM
+from stt2v_ray.models.blocks.enhancer import VideoEnhancer
+from stt2v_ray.models.blocks.pixel_vae import PixelShuffleVAE
+from stt2v_ray.models.blocks.sharded import load_sharded
+from stt2v_ray.models.modelscope.streaming_unet3d import StreamingUNet3D
+from stt2v_ray.models.modelscope.t2v import T2VGenerator
+from stt2v_ray.models.blocks.text import BOS, EOS, bytes_to_unicode
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights" / "toy"
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights" / "toy"  # stt2v_ray/weights/toy
 PREDICTION_TYPE, BETA_SCHEDULE = "sample", "squaredcos_cap_v2"
 MAX_TOKENS = 16
 CHUNK_FRAMES = 16  # frames of a base chunk, the preset's t2v.chunk_frames (the CAM's frame positions)
@@ -224,7 +224,7 @@ def build_enhancer(settings: EnhanceSettings, base_height: int, base_width: int,
 
 def shipped_weights(enhance: bool = True, folder: Path = WEIGHTS_DIR) -> dict[str, str]:
     """The shipped weight files a run needs (by index); MissingWeightsError when a build lacks them."""
-    from stt2v_ray.models.weights import MissingWeightsError
+    from stt2v_ray.models.blocks.weights import MissingWeightsError
     from stt2v_ray.presets import WeightSource
 
     found, missing = {}, []

@@ -23,51 +23,27 @@ from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionM
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from stt2v_ray.config import BaseModelSettings, RunSettings
-from stt2v_ray.models.i2v import I2VGenerator
-from stt2v_ray.models.memory import MemoryImageEncoder, MemoryUNet, MemoryVAE, chunk_feed_forwards, torch_dtype
-from stt2v_ray.models.streaming_unet_stc import StreamingUNetSTC
-from stt2v_ray.models.cam import CAMInjector
-from stt2v_ray.models.svd_cam import SVDFrameEncoder
+from stt2v_ray.models.svd.i2v import I2VGenerator
+from stt2v_ray.models.blocks.memory import MemoryImageEncoder, MemoryUNet, MemoryVAE, chunk_feed_forwards, torch_dtype
+from stt2v_ray.models.svd.streaming_unet_stc import StreamingUNetSTC
+from stt2v_ray.models.blocks.cam import CAMInjector
+from stt2v_ray.models.svd.svd_cam import SVDFrameEncoder
+from stt2v_ray.models.svd.configs import (
+    CAM_FRAME_CHANNELS,
+    SVD_XT_IMAGE_ENCODER,
+    SVD_XT_UNET,
+    SVD_XT_VAE,
+    TOY_FRAME_CHANNELS,
+    TOY_IMAGE_ENCODER,
+    TOY_UNET,
+    TOY_VAE,
+)
 
 log = logging.getLogger(__name__)
 
 RANDOM_WEIGHTS_WARNING = (
     "weights.mode=random: the {preset} models have RANDOM weights (profiling only); the frames are noise, not real output"
 )
-
-# stabilityai/stable-video-diffusion-img2vid-xt unet/config.json (= diffusers' class defaults)
-SVD_XT_UNET = dict(
-    sample_size=96, in_channels=8, out_channels=4,
-    down_block_types=("CrossAttnDownBlockSpatioTemporal",) * 3 + ("DownBlockSpatioTemporal",),
-    up_block_types=("UpBlockSpatioTemporal",) + ("CrossAttnUpBlockSpatioTemporal",) * 3,
-    block_out_channels=(320, 640, 1280, 1280), addition_time_embed_dim=256,
-    projection_class_embeddings_input_dim=768, layers_per_block=2, cross_attention_dim=1024,
-    transformer_layers_per_block=1, num_attention_heads=(5, 10, 20, 20), num_frames=25,
-)
-SVD_XT_VAE = dict(  # vae/config.json: the SD VAE encoder + a temporal decoder
-    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-    block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4, sample_size=768,
-    scaling_factor=0.18215, force_upcast=True,
-)
-SVD_XT_IMAGE_ENCODER = dict(  # image_encoder/config.json: OpenCLIP ViT-H/14 as CLIPVisionModelWithProjection
-    hidden_size=1280, intermediate_size=5120, projection_dim=1024, num_hidden_layers=32,
-    num_attention_heads=16, image_size=224, patch_size=14, hidden_act="gelu", layer_norm_eps=1e-5,
-)
-CAM_FRAME_CHANNELS = (32, 96, 256, 512)  # conditioning_embedding_out_channels in code/config.yaml
-
-TOY_UNET = dict(
-    in_channels=8, out_channels=4,
-    down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
-    up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
-    block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32, num_attention_heads=(2, 4),
-    addition_time_embed_dim=8, projection_class_embeddings_input_dim=24, num_frames=8,
-)
-# layers_per_block=2 as the real VAE: diffusers' temporal decoder mid block has layers_per_block resnets (the
-# original always has block_1, attn_1, block_2), so 1 would drop a resnet and the attention
-TOY_VAE = dict(block_out_channels=(32, 32, 32), down_block_types=("DownEncoderBlock2D",) * 3, layers_per_block=2, latent_channels=4)
-TOY_IMAGE_ENCODER = dict(hidden_size=32, intermediate_size=37, projection_dim=32, num_hidden_layers=2,
-                         num_attention_heads=4, image_size=32, patch_size=8)
-TOY_FRAME_CHANNELS = (16, 32, 32)  # two stride-2 transitions: the toy VAE's factor 4
 
 
 def _check_size(size: str) -> None:
@@ -105,8 +81,8 @@ def toy_cam_outputs_nonzero(streaming: StreamingUNetSTC, seed: int = 0) -> None:
 
 def load_streaming_weights(streaming, vae, image_encoder, path: Path) -> None:
     """Strictly load one state dict (official layout: converted in memory; or this project's)."""
-    from stt2v_ray.models.convert import read_checkpoint
-    from stt2v_ray.models.convert_svd import convert_state_dict, is_official_layout, load_strict
+    from stt2v_ray.models.blocks.checkpoint import read_checkpoint
+    from stt2v_ray.models.svd.convert import convert_state_dict, is_official_layout, load_strict
 
     state = read_checkpoint(path)
     if is_official_layout(state):
@@ -146,7 +122,7 @@ def build_generator(run: RunSettings, settings: BaseModelSettings, device="cpu",
 def resolved_paths(run: RunSettings, components: list[str]) -> dict | None:
     if run.weights.mode == "random":
         return None
-    from stt2v_ray.models.weights import resolve_weights
+    from stt2v_ray.models.blocks.weights import resolve_weights
     from stt2v_ray.presets import get_preset
 
     found = resolve_weights(get_preset(run.preset), run.weights.paths, components)
@@ -162,7 +138,7 @@ def i2v(run: RunSettings, device="cpu", size: str = "full"):
 
 def t2v(run: RunSettings, device="cpu", size: str = "full"):
     """Text-to-video: SDXL makes the first frame, then the i2v path (the original never released one)."""
-    from stt2v_ray.models.first_frame import FirstFrameT2V, build_text_to_image
+    from stt2v_ray.models.svd.first_frame import FirstFrameT2V, build_text_to_image
 
     paths = resolved_paths(run, ["streaming", "text_to_image"])
     generator = build_generator(run, run.t2v, device, size, paths)
@@ -170,7 +146,7 @@ def t2v(run: RunSettings, device="cpu", size: str = "full"):
 
 
 def enhancer(run: RunSettings, base_height: int, base_width: int, device="cpu", size: str = "full"):
-    from stt2v_ray.models.i2vgen_enhancer import build_i2vgen_enhancer
+    from stt2v_ray.models.svd.i2vgen_enhancer import build_i2vgen_enhancer
 
     return build_i2vgen_enhancer(run, base_height, base_width, device, size, resolved_paths(run, ["enhancer"]))
 
@@ -190,11 +166,11 @@ def toy_enhancer(run, base_height, base_width, device="cpu"):
 
 
 def parameter_counts() -> dict[str, dict[str, int]]:
-    """Full-size parameter counts per weight component and model, built on the meta device (no memory, no download)."""
-    from stt2v_ray.models.first_frame import _random_sdxl
-    from stt2v_ray.models.i2vgen_enhancer import build_models as i2vgen_models
-    from stt2v_ray.video.ema_vfi import EMA_VFI_OURS
-    from stt2v_ray.video.ema_vfi_net import EMAVFI
+    """Full-size parameter counts per weight component and model, built on the meta device (no memory, no download).
+
+    The preset's interpolator (EMA-VFI) lives in `stt2v_ray.video`, a layer above models: the CLI adds its count."""
+    from stt2v_ray.models.svd.first_frame import _random_sdxl
+    from stt2v_ray.models.svd.i2vgen_enhancer import build_models as i2vgen_models
 
     def n(m) -> int:
         return sum(p.numel() for p in m.parameters())
@@ -203,11 +179,9 @@ def parameter_counts() -> dict[str, dict[str, int]]:
         streaming, vae, image_encoder = build_models("full")
         _, text_encoder, e_vae, e_unet, e_image = i2vgen_models("full")
         sdxl = _random_sdxl("full")
-        vfi = EMAVFI(EMA_VFI_OURS)
     cam = n(streaming) - n(streaming.unet)
     return {
         "streaming": {"unet (SVD-XT)": n(streaming.unet), "cam": cam, "vae": n(vae), "image_encoder": n(image_encoder)},
         "enhancer": {"unet (I2VGen-XL)": n(e_unet), "vae": n(e_vae), "text_encoder": n(text_encoder), "image_encoder": n(e_image)},
         "text_to_image": {"unet (SDXL)": n(sdxl.unet), "vae": n(sdxl.vae), "text_encoders": n(sdxl.text_encoder) + n(sdxl.text_encoder_2)},
-        "interpolator": {"EMA-VFI (ours)": n(vfi)},
     }

@@ -19,7 +19,7 @@ from diffusers import UNetSpatioTemporalConditionModel
 from diffusers.utils.torch_utils import maybe_adjust_dtype_for_device
 from torch import Tensor, nn
 
-from stt2v_ray.models.cam import CAMInjector, FrameEncoder
+from stt2v_ray.models.blocks.cam import CAMInjector, FrameEncoder
 
 
 def _timesteps(timestep: Tensor | float | int, batch: int, sample: Tensor) -> Tensor:
@@ -79,7 +79,7 @@ class StreamingUNetSTC(nn.Module):
         frame_encoder: nn.Module | None = None,
         injector_cls: type[CAMInjector] = CAMInjector,
     ):
-        # frame_encoder / injector_cls: the official StreamingSVD layout (stt2v_ray.models.svd_cam)
+        # frame_encoder / injector_cls: the official StreamingSVD layout (stt2v_ray.models.svd.svd_cam)
         super().__init__()
         self.unet = unet
         self.cam = _EncoderParts(unet)

@@ -31,7 +31,7 @@ import re
 import torch
 from torch import nn
 
-from stt2v_ray.models.streamingsvd import SVD_XT_UNET
+from stt2v_ray.models.svd.configs import SVD_XT_UNET
 
 UNET, CAM = "model.diffusion_model.", "controlnet."
 CLIP = "conditioner.embedders.0.open_clip.model."

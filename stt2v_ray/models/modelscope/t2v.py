@@ -8,7 +8,7 @@ Plain 2-way CFG as in the original code (the unconditional half: negative prompt
 tokens); both halves run in ONE forward pass, and the VAE decodes one frame at a time, so a
 chunk's frames do not depend on which executor or shard computes it.
 
-Memory options (all off by default; `stt2v_ray.models.streamingt2v` maps `memory.*` onto them):
+Memory options (all off by default; `stt2v_ray.models.modelscope.streamingt2v` maps `memory.*` onto them):
 - the models' dtype is whatever the caller cast them to: inputs are cast to it at each model's
   boundary and outputs back to float32, so the sampler math (noise, CFG, DDIM) stays float32;
 - `offload`: the text encoder, the VAE, the APM image encoder, the CAM and a separate first-chunk
@@ -26,14 +26,14 @@ from torch import Tensor
 from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from stt2v_ray.config import BaseModelSettings
-from stt2v_ray.models.apm import APM
-from stt2v_ray.models.cam import CAM
-from stt2v_ray.models.job import GenerationJob
-from stt2v_ray.models.memory import on_device, to_device_except
-from stt2v_ray.models.pixel_vae import vae_scale_factor
-from stt2v_ray.models.streaming_unet3d import StreamingUNet3D
-from stt2v_ray.models.text import build_tiny_text_encoder, build_tiny_tokenizer, encode_text
-from stt2v_ray.models.text_time import unet_kwargs
+from stt2v_ray.models.blocks.apm import APM
+from stt2v_ray.models.blocks.cam import CAM
+from stt2v_ray.models.blocks.job import GenerationJob
+from stt2v_ray.models.blocks.memory import on_device, to_device_except
+from stt2v_ray.models.blocks.pixel_vae import vae_scale_factor
+from stt2v_ray.models.modelscope.streaming_unet3d import StreamingUNet3D
+from stt2v_ray.models.blocks.text import build_tiny_text_encoder, build_tiny_tokenizer, encode_text
+from stt2v_ray.models.blocks.text_time import unet_kwargs
 from stt2v_ray.plan import samplers, seeds
 
 NUM_TRAIN_TIMESTEPS = 1000

@@ -15,9 +15,9 @@ from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPi
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from stt2v_ray.config import RunSettings
-from stt2v_ray.models.job import GenerationJob
-from stt2v_ray.models.memory import torch_dtype
-from stt2v_ray.models.text import build_tiny_tokenizer
+from stt2v_ray.models.blocks.job import GenerationJob
+from stt2v_ray.models.blocks.memory import torch_dtype
+from stt2v_ray.models.blocks.text import build_tiny_tokenizer
 from stt2v_ray.plan import seeds
 
 T2I_STEPS = 30  # SDXL base's usual Euler step count

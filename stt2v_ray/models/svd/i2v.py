@@ -31,8 +31,8 @@ from torch import Tensor, nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from stt2v_ray.config import BaseModelSettings
-from stt2v_ray.models.job import GenerationJob
-from stt2v_ray.models.streaming_unet_stc import StreamingUNetSTC
+from stt2v_ray.models.blocks.job import GenerationJob
+from stt2v_ray.models.svd.streaming_unet_stc import StreamingUNetSTC
 from stt2v_ray.plan import samplers, seeds
 
 # OpenAI CLIP image normalisation (what SVD's CLIPImageProcessor applies)

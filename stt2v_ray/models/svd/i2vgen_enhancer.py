@@ -25,11 +25,11 @@ from diffusers import AutoencoderKL, I2VGenXLUNet
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from stt2v_ray.config import RunSettings
-from stt2v_ray.models.enhancer import EnhanceState, VideoEnhancer
-from stt2v_ray.models.i2v import CLIP_MEAN, CLIP_STD, fit_image
-from stt2v_ray.models.job import GenerationJob
-from stt2v_ray.models.memory import chunk_feed_forwards, torch_dtype
-from stt2v_ray.models.text import build_tiny_tokenizer
+from stt2v_ray.models.blocks.enhancer import EnhanceState, VideoEnhancer
+from stt2v_ray.models.svd.i2v import CLIP_MEAN, CLIP_STD, fit_image
+from stt2v_ray.models.blocks.job import GenerationJob
+from stt2v_ray.models.blocks.memory import chunk_feed_forwards, torch_dtype
+from stt2v_ray.models.blocks.text import build_tiny_tokenizer
 from stt2v_ray.plan.samplers import alphas_cumprod
 from stt2v_ray.plan.seeds import frame_noise
 
