@@ -33,10 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stt2v_ray.config import RunSettings  # noqa: E402
 from stt2v_ray.data.clips import BACKGROUNDS, COLOURS, DIRECTIONS, SHAPES, ToyPrompt  # noqa: E402
 from stt2v_ray.metrics.evaluate import evaluate_video  # noqa: E402
-from stt2v_ray.metrics.seams import seam_transitions  # noqa: E402
-from stt2v_ray.models.toy import toy  # noqa: E402
 from stt2v_ray.models.blocks.job import GenerationJob  # noqa: E402
-from stt2v_ray.models.modelscope.t2v import T2VState  # noqa: E402
+from stt2v_ray.models.toy import toy  # noqa: E402
 from stt2v_ray.pipeline.base import stream_base_chunks  # noqa: E402
 from stt2v_ray.pipeline.enhance import EnhanceRecipe, enhance_stream  # noqa: E402
 from stt2v_ray.plan.blending import middle_cut  # noqa: E402

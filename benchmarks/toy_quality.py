@@ -26,8 +26,8 @@ from stt2v_ray.config import RunSettings, deep_merge, parse_override  # noqa: E4
 from stt2v_ray.metrics.adherence import prompt_adherence  # noqa: E402
 from stt2v_ray.metrics.seams import seam_stats, seam_transitions  # noqa: E402
 from stt2v_ray.metrics.track import track_object  # noqa: E402
-from stt2v_ray.models.toy import toy  # noqa: E402
 from stt2v_ray.models.blocks.job import GenerationJob  # noqa: E402
+from stt2v_ray.models.toy import toy  # noqa: E402
 from stt2v_ray.pipeline.base import stream_base_chunks  # noqa: E402
 from stt2v_ray.presets import PRESETS  # noqa: E402
 
@@ -80,7 +80,9 @@ def main() -> int:
     print(f"\n{passed}/{len(rows)} videos pass the bar (colour_match >= {BAR_COLOUR}, jump_ratio <= {BAR_JUMP}); "
           f"{args.frames} base frames each, weights {args.weights}, {time.time() - started:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps({"weights": str(args.weights), "frames": args.frames, "rows": rows}, indent=1, default=float))
+        args.json.write_text(
+            json.dumps({"weights": str(args.weights), "frames": args.frames, "rows": rows}, indent=1, default=float)
+        )
     return 0
 
 

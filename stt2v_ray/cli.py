@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the model presets: components, weight sources, parameter counts, defaults")
     conv = sub.add_parser("convert", help="convert an original checkpoint into this project's layout (safetensors)")
     conv.add_argument("--preset", required=True, help="preset whose streaming checkpoint this is (streamingsvd)")
-    conv.add_argument("--input", required=True, help="original checkpoint: .safetensors, or .ckpt/.pkl (read with weights_only=True)")
+    conv.add_argument("--input", required=True, help="original checkpoint: .safetensors, or .ckpt/.pkl (read with "
+                                                     "weights_only=True)")
     conv.add_argument("--output", required=True, help="output .safetensors file")
     evaluate = sub.add_parser("evaluate", help="quality metrics of every ok video of a finished render",
                               description="Compute MAWE, scene cuts, seam smoothness, appearance drift and (for "

@@ -7,8 +7,9 @@ actually needs that model (a base actor never builds the enhancer, and so on).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,11 @@ _SVD_BASE = {"chunk_frames": 25, "cond_frames": 7, "steps": 30, "guidance_scale"
              "height": 576, "width": 1024, "anchor_frame": 6}
 _SVD_SOURCES = (
     WeightSource("streaming", "PAIR/StreamingSVD", "model.safetensors",
-                 "SVD-XT UNet + CAM + conditioner (OpenCLIP ViT-H) + VAE, the original's layout (converted on load, or by `stt2v-ray convert`)"),
+                 "SVD-XT UNet + CAM + conditioner (OpenCLIP ViT-H) + VAE, the original's layout (converted on load, or by "
+                 "`stt2v-ray convert`)"),
     WeightSource("enhancer", "ali-vilab/i2vgen-xl", None, "I2VGen-XL (diffusers format): SDEdit enhancer"),
-    WeightSource("text_to_image", "stabilityai/stable-diffusion-xl-base-1.0", None, "SDXL base (diffusers format): first frame of text-to-video"),
+    WeightSource("text_to_image", "stabilityai/stable-diffusion-xl-base-1.0", None, "SDXL base (diffusers format): first frame "
+            "of text-to-video"),
     WeightSource("interpolator", None, "ours.pkl",
                  "EMA-VFI 'ours' (F=32, depth [2,2,2,4,4]): no hub copy; the authors link it from github.com/MCG-NJU/EMA-VFI. "
                  "Set weights.paths.interpolator to ours.pkl or its converted .safetensors"),
@@ -201,7 +204,8 @@ TOY = Preset(
     notes=[
         "Colours: red, green, blue, yellow, magenta, cyan, orange; shapes: circle, square, triangle; directions: left, "
         "right, up, down; backgrounds: black, white, gray. Trained without the speed words (slowly/quickly).",
-        "The autoencoder is a parameter-free pixel (un)shuffle (32x32 -> 8x8x48), not a learned VAE: see stt2v_ray/models/blocks/pixel_vae.py.",
+        "The autoencoder is a parameter-free pixel (un)shuffle (32x32 -> 8x8x48), not a learned VAE: see "
+        "stt2v_ray/models/blocks/pixel_vae.py.",
     ],
 )
 

@@ -10,7 +10,8 @@ import contextlib
 import os
 import posixpath
 import tempfile
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import fsspec
 import fsspec.core

@@ -8,8 +8,16 @@ import pytest
 import s3fs
 
 from stt2v_ray.storage import (
-    atomic_output, atomic_write_bytes, filesystem, is_local, join_uri, parent_uri, parse_storage_options, redact,
-    resolve_uri, storage_options_for,
+    atomic_output,
+    atomic_write_bytes,
+    filesystem,
+    is_local,
+    join_uri,
+    parent_uri,
+    parse_storage_options,
+    redact,
+    resolve_uri,
+    storage_options_for,
 )
 
 

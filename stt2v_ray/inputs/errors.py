@@ -1,8 +1,8 @@
 """Input problems: every one found is reported at once, naming file, location and field."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from pydantic import BaseModel, ValidationError
 

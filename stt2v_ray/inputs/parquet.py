@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import bisect
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import fsspec
 import pyarrow as pa
@@ -86,7 +87,7 @@ class ParquetDataset:
     def rows(self, with_extra: bool = True) -> Iterator[ParquetRow]:
         if self.issues:
             raise ValueError(f"{self.uri}: cannot read rows of an unreadable dataset: {self.issues[0]}")
-        for path, start in zip(self.files, self.starts):
+        for path, start in zip(self.files, self.starts, strict=False):
             with self.fs.open(path, "rb") as f:
                 yield from self._file_rows(pq.ParquetFile(f), self.file_uri(path), start, with_extra)
 

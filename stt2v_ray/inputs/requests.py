@@ -55,7 +55,8 @@ class VideoRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    id: Annotated[str, BeforeValidator(_id_text)] = Field("", description="Output file name stem; derived from the content when absent.")
+    id: Annotated[str, BeforeValidator(_id_text)] = Field("", description="Output file name stem; derived from the content when "
+            "absent.")
     prompt: str = Field("", description="Text prompt.")
     negative_prompt: str = Field("", description="Negative prompt for classifier-free guidance.")
     image: str | None = Field(None, min_length=1, description="Conditioning image (image-to-video): absolute path or URI.")
@@ -77,7 +78,7 @@ class VideoRequest(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _check(self) -> "VideoRequest":
+    def _check(self) -> VideoRequest:
         if not self.prompt.strip() and self.image is None:
             raise ValueError(_PROMPT_OR_IMAGE)
         if "id" not in self.model_fields_set:

@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 import posixpath
-from typing import Any, Iterator, Literal
+from collections.abc import Iterator
+from typing import Any, Literal
 
 import fsspec
 import pyarrow as pa
@@ -103,7 +104,8 @@ class InputSource:
             if families is not None and family not in families:
                 field = "image" if family == "i2v" else "prompt"
                 issues.append(InputIssue(file, location, field, f"preset {settings.preset!r} has no "
-                                         f"{'image' if family == 'i2v' else 'text'}-to-video model (it has: {', '.join(families)})"))
+                                         f"{'image' if family == 'i2v' else 'text'}-to-video model (it has: "
+                                         f"{', '.join(families)})"))
             if request.image is not None:
                 problem = images.check(request.image)
                 if problem:

@@ -130,6 +130,6 @@ def format_table(table: pa.Table, columns: tuple[str, ...] = SUMMARY_COLUMNS) ->
         return f"{v:.3g}" if isinstance(v, float) else str(v)
     body = [[cell(v) for v in row.values()] for row in table.select(list(columns)).to_pylist()]
     widths = [max([len(c)] + [len(r[i]) for r in body]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in body]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=False))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)) for r in body]
     return "\n".join(lines)

@@ -5,8 +5,8 @@ are carried from one chunk to the next, so memory does not grow with the video's
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from typing import Callable, Iterator
 
 import torch
 

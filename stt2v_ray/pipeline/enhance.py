@@ -21,9 +21,9 @@ differ for samplers whose step is not a per-frame function of (x0, eps).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 
@@ -75,7 +75,8 @@ def gather(plan: EnhancePlan, cuts: list[int], pieces: dict[int, Piece], start: 
         a, b = max(own_a, start), min(own_b, end)
         if a < b:
             if a < first or b > first + frames.shape[0]:
-                raise RuntimeError(f"chunk {k} output covers [{first}, {first + frames.shape[0]}) but frames [{a}, {b}) are needed")
+                raise RuntimeError(f"chunk {k} output covers [{first}, {first + frames.shape[0]}) but frames [{a}, {b}) are "
+                                   "needed")
             parts.append((a, frames[a - first : b - first]))
     parts.sort(key=lambda p: p[0])
     covered = sum(p[1].shape[0] for p in parts)

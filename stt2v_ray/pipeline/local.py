@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import traceback
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from stt2v_ray.config import RunSettings
 from stt2v_ray.pipeline.components import Components, family_of

@@ -12,8 +12,8 @@ frames. A shard holds its segment's latents (latent resolution) and low-res inpu
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import nullcontext
-from typing import Iterator
 
 import torch
 
@@ -60,13 +60,13 @@ class SegmentEnhancer:
     # ------------------------------------------------------------------ steps
     def border_pieces(self) -> tuple[Piece | None, Piece | None]:
         """(head, tail): this segment's outputs over the overlaps shared with its neighbours."""
-        O = self.plan.overlap
+        overlap = self.plan.overlap
         chunks = self.plan.chunks
         head = tail = None
-        if self.k0 > 0 and O:
+        if self.k0 > 0 and overlap:
             s, out = self._out[self.k0]
-            head = (s, _slice_out(out, 0, O))
-        if self.k1 < len(chunks) and O:
+            head = (s, _slice_out(out, 0, overlap))
+        if self.k1 < len(chunks) and overlap:
             s, out = self._out[self.k1 - 1]
             tail = (chunks[self.k1][0], _slice_out(out, chunks[self.k1][0] - s, chunks[self.k1 - 1][1] - s))
         return head, tail

@@ -73,7 +73,7 @@ def blend_video(chunk_outputs: Sequence[torch.Tensor], plan: EnhancePlan, cuts: 
     _check_cuts(plan, cuts)
     frame_shape = tuple(chunk_outputs[0].shape[1:])
     pieces = []
-    for k, (out, (start, end)) in enumerate(zip(chunk_outputs, plan.chunks)):
+    for k, (out, (start, end)) in enumerate(zip(chunk_outputs, plan.chunks, strict=False)):
         if out.shape[0] != end - start or tuple(out.shape[1:]) != frame_shape:
             raise ValueError(
                 f"chunk {k} output has shape {tuple(out.shape)}, expected ({end - start}, *{frame_shape})"

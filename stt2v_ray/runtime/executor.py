@@ -32,8 +32,6 @@ from stt2v_ray.plan.chunks import base_plan, split_segments
 from stt2v_ray.runtime.pools import ExclusivePool, make_actor, make_gangs
 
 
-
-
 def needed_resources(settings: RunSettings) -> dict[str, float]:
     s = settings.ray
     pools = [(s.base, s.base.actors), (s.enhance, s.enhance.actors), (s.interpolate, s.interpolate.actors),
@@ -158,10 +156,10 @@ class RayExecutor:
         finally:
             if not opened:
                 for actor in set(used) | {writer}:
-                    _quiet(lambda: ray.get(actor.call.remote("discard", request.id)))
+                    _quiet(lambda actor=actor: ray.get(actor.call.remote("discard", request.id)))
             seconds = collections.defaultdict(float)
             for actor in set(used) | {writer}:
-                for rec in _quiet(lambda: ray.get(actor.call.remote("drain", request.id))) or []:
+                for rec in _quiet(lambda actor=actor: ray.get(actor.call.remote("drain", request.id))) or []:
                     timeline.record(*rec)
                     seconds[rec[1]] += rec[5] - rec[4]
         row.update(stage_seconds(seconds))
@@ -244,7 +242,7 @@ class RayExecutor:
         segments = split_segments(budget.enhance.num_chunks, len(actors))
         actors = actors[: len(segments)]
         ranges = ray.get([a.call.remote("open_segment", request, base_hw, k0, k1)
-                          for a, (k0, k1) in zip(actors, segments)])
+                          for a, (k0, k1) in zip(actors, segments, strict=False)])
         # Feed each base piece to the shards whose frames it covers (refs only; Ray moves the data).
         family = "i2v" if request.image else "t2v"
         fam = getattr(self.settings, family)
@@ -252,7 +250,7 @@ class RayExecutor:
         start, fed = 0, []
         for k, ref in enumerate(chunks):
             n = min(plan.chunk(k).num_kept, budget.generated_frames - start)
-            for a, (f0, f1, _) in zip(actors, ranges):
+            for a, (f0, f1, _) in zip(actors, ranges, strict=False):
                 if start < f1 and start + n > f0:
                     fed.append(a.call.remote("feed_segment", vid, start, ref))
             start += n

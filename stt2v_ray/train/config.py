@@ -52,7 +52,7 @@ class StageSettings(BaseModel):
                                     "as with its siblings (words not named weigh 1). Hard cases up-weighted.")
 
     @model_validator(mode="after")
-    def _focus(self) -> "StageSettings":
+    def _focus(self) -> StageSettings:
         check_focus(self.focus)
         return self
 
@@ -69,7 +69,7 @@ class TrainSettings(BaseModel):
     enhancer: StageSettings
 
     @model_validator(mode="after")
-    def _warm_starts(self) -> "TrainSettings":  # when the settings are read: not after base has trained for minutes
+    def _warm_starts(self) -> TrainSettings:  # when the settings are read: not after base has trained for minutes
         for stage in STAGES:
             check_warm_start(stage, getattr(self, stage).init)
         return self

@@ -16,14 +16,14 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from stt2v_ray.models.toy import toy
 from stt2v_ray.models.blocks.sharded import save_sharded
+from stt2v_ray.models.toy import toy
 from stt2v_ray.train.config import StageSettings, TrainSettings
 from stt2v_ray.train.data import make_batch
 from stt2v_ray.train.report import init_record
@@ -102,8 +102,9 @@ def train_stage(stage: str, settings: TrainSettings, out: Path, log: Callable[[s
         log(f"[{stage}] resuming at step {state['step']}/{st.steps}")
     elif st.init is not None:  # the warm start is loaded now: record what it was, for the report
         (folder / "init.json").write_text(json.dumps(init_record(st.init, stage), indent=1))
-    lines = [l for l in loss_log.read_text().splitlines() if json.loads(l)["step"] < state["step"]] if loss_log.is_file() else []
-    loss_log.write_text("".join(l + "\n" for l in lines))
+    lines = loss_log.read_text().splitlines() if loss_log.is_file() else []
+    lines = [ln for ln in lines if json.loads(ln)["step"] < state["step"]]  # steps after the checkpoint run again
+    loss_log.write_text("".join(ln + "\n" for ln in lines))
     n_params = sum(p.numel() for p in setup.trainable.values())
     log(f"[{stage}] training {n_params / 1e6:.2f} M parameters for {st.steps} steps, batch {st.batch}")
 
@@ -129,7 +130,9 @@ def train_stage(stage: str, settings: TrainSettings, out: Path, log: Callable[[s
             now = time.time()
             state = {"step": step, "seconds": state["seconds"] + (now - since_ckpt)}
             since_ckpt = now
-            losses.write(json.dumps({"step": step - 1, "loss": float(loss.detach()), "lr": lr, "seconds": round(state["seconds"], 2)}) + "\n")
+            losses.write(json.dumps(
+                {"step": step - 1, "loss": float(loss.detach()), "lr": lr, "seconds": round(state["seconds"], 2)}
+            ) + "\n")
             losses.flush()
             window = (window + [float(loss.detach())])[-st.log_every:]
             if step % st.log_every == 0 or step == st.steps:

@@ -54,9 +54,9 @@ def plot_losses(rows: list[dict], title: str, path: Path, size: tuple[int, int] 
         d.text((4, y - 6), f"{10 ** value:.3g}", fill="black")
     d.text((left, h - bottom + 4), "0", fill="black")
     d.text((w - right - 40, h - bottom + 4), f"step {x_max}", fill="black")
-    d.point([xy(s, l) for s, l in zip(steps, logs)], fill=(170, 170, 170))
+    d.point([xy(s, y) for s, y in zip(steps, logs, strict=False)], fill=(170, 170, 170))
     smooth = moving_average(logs, max(1, len(logs) // 30))
-    d.line([xy(s, l) for s, l in zip(steps, smooth)], fill=(20, 60, 200), width=2)
+    d.line([xy(s, y) for s, y in zip(steps, smooth, strict=False)], fill=(20, 60, 200), width=2)
     img.save(path)
 
 

@@ -21,16 +21,16 @@ parameters it trains, and its loss.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stt2v_ray.models.toy import toy
 from stt2v_ray.models.blocks.text_time import unet_kwargs
+from stt2v_ray.models.toy import toy
 from stt2v_ray.plan.samplers import alphas_cumprod
 from stt2v_ray.train.config import StageSettings, check_warm_start
 from stt2v_ray.train.data import COND, Batch, noise_draws
@@ -74,7 +74,7 @@ def noised(x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
 
 
 def encode_prompts(tokenizer, text_encoder, prompts: list[str], drop: Tensor) -> Tensor:
-    texts = ["" if d else p for p, d in zip(prompts, drop.tolist())]
+    texts = ["" if d else p for p, d in zip(prompts, drop.tolist(), strict=False)]
     ids = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
     return text_encoder(ids)[0]

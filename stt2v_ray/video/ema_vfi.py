@@ -77,7 +77,9 @@ def _check_keys(model: EMAVFI, state: dict[str, Tensor], source: str) -> None:
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    wrong = [f"{k} {tuple(state[k].shape)} != {expected[k]}" for k in sorted(set(state) & set(expected)) if tuple(state[k].shape) != expected[k]]
+    wrong = [f"{k} {tuple(state[k].shape)} != {expected[k]}" for k in sorted(
+        set(state) & set(expected)
+    ) if tuple(state[k].shape) != expected[k]]
     problems = []
     for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong)):
         if keys:

@@ -245,7 +245,7 @@ class MotionFormer(nn.Module):
             setattr(self, f"block{i + 1}", ConvBlock(dims[i], dims[i], depths[i]))
         self.patch_embed4 = CrossScalePatchEmbed(dims[:3], dims[3])
         self.patch_embed5 = OverlapPatchEmbed(dims[3], dims[4])
-        for i, heads in zip((3, 4), cfg.num_heads):
+        for i, heads in zip((3, 4), cfg.num_heads, strict=False):
             blocks = nn.ModuleList(
                 MotionFormerBlock(dims[i], cfg.motion_dims[i], heads, cfg.window, 0 if j % 2 == 0 else cfg.window // 2)
                 for j in range(depths[i])
@@ -331,8 +331,12 @@ class Unet(nn.Module):
 
     def __init__(self, c: int):
         super().__init__()
-        self.down0, self.down1, self.down2, self.down3 = Conv2(17 + c, 2 * c), Conv2(4 * c, 4 * c), Conv2(8 * c, 8 * c), Conv2(16 * c, 16 * c)
-        self.up0, self.up1, self.up2, self.up3 = _deconv(32 * c, 8 * c), _deconv(16 * c, 4 * c), _deconv(8 * c, 2 * c), _deconv(4 * c, c)
+        self.down0, self.down1, self.down2, self.down3 = Conv2(
+            17 + c, 2 * c
+        ), Conv2(4 * c, 4 * c), Conv2(8 * c, 8 * c), Conv2(16 * c, 16 * c)
+        self.up0, self.up1, self.up2, self.up3 = _deconv(
+            32 * c, 8 * c
+        ), _deconv(16 * c, 4 * c), _deconv(8 * c, 2 * c), _deconv(4 * c, c)
         self.conv = nn.Conv2d(c, 3, 3, 1, 1)
 
     def forward(self, images: Tensor, c0: list[Tensor], c1: list[Tensor]) -> Tensor:

@@ -133,7 +133,7 @@ class FlowInterpolator:
         pyr_src = self._pyramid(_blur(src, self._presmooth))
         pyr_dst = self._pyramid(_blur(dst, self._presmooth))
         flow = torch.zeros(src.shape[0], 2, *pyr_src[0].shape[-2:])
-        for level_src, level_dst in zip(pyr_src, pyr_dst):
+        for level_src, level_dst in zip(pyr_src, pyr_dst, strict=False):
             h, w = level_src.shape[-2:]
             if flow.shape[-2:] != (h, w):
                 scale = torch.tensor([w / flow.shape[-1], h / flow.shape[-2]]).view(1, 2, 1, 1)

@@ -83,7 +83,8 @@ def custom_resources(group: dict[str, Any]) -> dict[str, float]:
     raw = (group.get("rayStartParams") or {}).get("resources")
     if raw is None:
         return {}
-    assert raw[0] == raw[-1] == '"', f"{group.get('groupName', 'head')}: resources must be the shell-quoted '\"{{...}}\"' form, got {raw!r}"
+    where = group.get("groupName", "head")
+    assert raw[0] == raw[-1] == '"', f"{where}: resources must be the shell-quoted '\"{{...}}\"' form, got {raw!r}"
     return json.loads(raw[1:-1].replace("\\", ""))
 
 

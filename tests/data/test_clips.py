@@ -6,8 +6,19 @@ import itertools
 import pytest
 import torch
 
-from stt2v_ray.data import (BACKGROUNDS, COLOURS, DIRECTIONS, SHAPES, ClipSpec, ToyPrompt, clip_for_prompt,
-                            make_clip, object_path, parse_prompt, sample_spec)
+from stt2v_ray.data import (
+    BACKGROUNDS,
+    COLOURS,
+    DIRECTIONS,
+    SHAPES,
+    ClipSpec,
+    ToyPrompt,
+    clip_for_prompt,
+    make_clip,
+    object_path,
+    parse_prompt,
+    sample_spec,
+)
 from stt2v_ray.data.clips import shape_coverage
 
 

@@ -56,7 +56,7 @@ def test_extra_columns_pass_through_with_types(tmp_path):
     assert extra1["at"].type == pa.timestamp("ms") and extra1["at"].as_py() == when
     # The scalars rebuild the columns with their original types.
     rebuilt = pa.table({name: pa.array([e[name] for _, e in got], type=field.type) for name, field in
-                        zip(source.extra_schema().names, source.extra_schema())})
+                        zip(source.extra_schema().names, source.extra_schema(), strict=False)})
     assert rebuilt.equals(table.select(["score", "tags", "meta", "at"]))
 
 
@@ -187,7 +187,9 @@ def test_parquet_over_s3(s3_bucket, tmp_path):
         InputIssue(f"s3://{s3_bucket}/data/b.parquet", "row 3", "num_frames", "Input should be greater than or equal to 1")]
     fs.rm(f"{s3_bucket}/data/b.parquet")
     with fs.open(f"{s3_bucket}/data/b.parquet", "wb") as f:
-        pq.write_table(pa.table({"prompt": ["z"], "num_frames": [1], "image": ["imgs/i.png"], "score": pa.array([4], pa.int8())}), f)
+        pq.write_table(
+            pa.table({"prompt": ["z"], "num_frames": [1], "image": ["imgs/i.png"], "score": pa.array([4], pa.int8())}), f
+        )
     source = open_input(f"s3://{s3_bucket}/data/")
     assert source.validate([]) == []
     got = list(source.iter_requests())

@@ -32,7 +32,8 @@ def test_unknown_settings_key(tmp_path):
     # The messages list the fields of the model the unknown key sits in.
     assert "steps" in EnhanceSettings.model_fields and "enhance" in RunSettings.model_fields
     expected = [
-        InputIssue(uri, "settings", "enhance.stepz", f"unknown field (expected one of: {', '.join(sorted(EnhanceSettings.model_fields))})"),
+        InputIssue(uri, "settings", "enhance.stepz", "unknown field (expected one of: "
+                                                     f"{', '.join(sorted(EnhanceSettings.model_fields))})"),
         InputIssue(uri, "settings", "colour", f"unknown field (expected one of: {', '.join(sorted(RunSettings.model_fields))})"),
     ]
     assert sorted(open_input(uri).validate([]), key=str) == sorted(expected, key=str)
@@ -61,7 +62,8 @@ def test_bad_override_syntax_and_types(tmp_path):
     issues = source.validate(["enhance.steps", "encode.crf=abc"])
     assert issues == [
         InputIssue("--set", "settings", "", "--set 'enhance.steps': expected dotted.key=value"),
-        InputIssue(str(tmp_path / "m.yaml"), "settings", "encode.crf", "Input should be a valid integer, unable to parse string as an integer"),
+        InputIssue(str(tmp_path / "m.yaml"), "settings", "encode.crf", "Input should be a valid integer, unable to parse string "
+                "as an integer"),
     ]
 
 

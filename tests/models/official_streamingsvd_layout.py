@@ -73,7 +73,9 @@ FULL = Layout(
     in_channels=8, model_channels=320, out_channels=4, num_res_blocks=2, channel_mult=(1, 2, 4, 4),
     attention_resolutions=(4, 2, 1), transformer_depth=1, context_dim=1024, adm_in_channels=768, merger_head_dim=64,
     cond_channels=(32, 96, 256, 512), cond_out=320, vae_ch=128, vae_ch_mult=(1, 2, 4, 4), vae_res_blocks=2, z_channels=4,
-    vision=dict(hidden_size=1280, intermediate_size=5120, projection_dim=1024, num_hidden_layers=32, image_size=224, patch_size=14),
+    vision=dict(
+        hidden_size=1280, intermediate_size=5120, projection_dim=1024, num_hidden_layers=32, image_size=224, patch_size=14
+    ),
     text_width=1024, vocab_size=49408, context_length=77,
 )
 # the sizes of stt2v_ray.models.svd.streamingsvd's toy preset, spelled in the original's parameters
@@ -210,7 +212,10 @@ def _ldm_resblock(p: str, ch: int, out: int) -> Shapes:  # ldm ResnetBlock with 
 
 
 def _attn_block(p: str, ch: int) -> Shapes:  # ldm AttnBlock: 1x1 convs
-    return {**_norm(p + "norm.", ch), **{k: v for n in ("q", "k", "v", "proj_out") for k, v in _conv(f"{p}{n}.", ch, ch, (1, 1)).items()}}
+    return {
+        **_norm(p + "norm.", ch),
+        **{k: v for n in ("q", "k", "v", "proj_out") for k, v in _conv(f"{p}{n}.", ch, ch, (1, 1)).items()},
+    }
 
 
 def vae_encoder_shapes(p: str, c: Layout) -> Shapes:
@@ -221,7 +226,10 @@ def vae_encoder_shapes(p: str, c: Layout) -> Shapes:
             ch = c.vae_ch * mult
         if i != len(c.vae_ch_mult) - 1:
             s.update(_conv(f"{p}down.{i}.downsample.conv.", ch, ch))
-    s.update({**_ldm_resblock(p + "mid.block_1.", ch, ch), **_attn_block(p + "mid.attn_1.", ch), **_ldm_resblock(p + "mid.block_2.", ch, ch)})
+    s.update({
+        **_ldm_resblock(p + "mid.block_1.", ch, ch), **_attn_block(p + "mid.attn_1.", ch),
+        **_ldm_resblock(p + "mid.block_2.", ch, ch),
+    })
     return {**s, **_norm(p + "norm_out.", ch), **_conv(p + "conv_out.", ch, 2 * c.z_channels)}
 
 
@@ -248,7 +256,9 @@ def vae_decoder_shapes(p: str, c: Layout, video: bool) -> Shapes:
 def conditioner_shapes(c: Layout, p: str = "conditioner.embedders.") -> Shapes:
     clip = p + "0.open_clip.model."
     s = openclip_visual_shapes(c.vision, clip + "visual.")
-    s.update({clip + "token_embedding.weight": (c.vocab_size, c.text_width), clip + "positional_embedding": (c.context_length, c.text_width),
+    s.update({clip + "token_embedding.weight": (
+        c.vocab_size, c.text_width
+    ), clip + "positional_embedding": (c.context_length, c.text_width),
               **_norm(clip + "ln_final.", c.text_width), clip + "text_projection": (c.text_width, c.vision["projection_dim"]),
               clip + "logit_scale": ()})
     ae, z = p + "3.encoder.", c.z_channels
@@ -260,7 +270,9 @@ def conditioner_shapes(c: Layout, p: str = "conditioner.embedders.") -> Shapes:
 def official_shapes(c: Layout) -> Shapes:
     """Every key of the StreamingSVD Lightning module's state dict for `c`'s sizes -> its shape."""
     return {**video_unet_shapes(c), **controlnet_shapes(c), **conditioner_shapes(c),
-            **vae_encoder_shapes("first_stage_model.encoder.", c), **vae_decoder_shapes("first_stage_model.decoder.", c, video=True)}
+            **vae_encoder_shapes(
+                "first_stage_model.encoder.", c
+            ), **vae_decoder_shapes("first_stage_model.decoder.", c, video=True)}
 
 
 def synthetic_state_dict(c: Layout, seed: int = 0, device: str = "cpu") -> dict[str, torch.Tensor]:

@@ -65,7 +65,9 @@ def official_shapes(spec: Spec) -> dict[str, tuple[int, ...]]:
     # ControlNet copy
     shapes.update({"unet." + k: s for k, s in plain.items() if k.startswith(CAM_PARTS)})
     ch = spec.frame_channels
-    shapes["unet.controlnet_cond_embedding.conv_in.weight"], shapes["unet.controlnet_cond_embedding.conv_in.bias"] = (ch[0], 3, 3, 3), (ch[0],)
+    shapes[
+        "unet.controlnet_cond_embedding.conv_in.weight"
+    ], shapes["unet.controlnet_cond_embedding.conv_in.bias"] = (ch[0], 3, 3, 3), (ch[0],)
     for j in range(len(ch) - 1):
         for k, (a, b) in enumerate([(ch[j], ch[j]), (ch[j], ch[j + 1])]):
             shapes[f"unet.controlnet_cond_embedding.blocks.{2 * j + k}.weight"] = (b, a, 3, 3)

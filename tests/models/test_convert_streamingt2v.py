@@ -8,7 +8,9 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from stt2v_ray.models.blocks.checkpoint import UnsafeCheckpointError, read_checkpoint
 from stt2v_ray.models.modelscope.convert import (
-    convert_streamingt2v, convert_streamingt2v_report, openclip_visual_to_transformers,
+    convert_streamingt2v,
+    convert_streamingt2v_report,
+    openclip_visual_to_transformers,
 )
 from stt2v_ray.models.modelscope.streamingt2v import FULL, TOY, build_streaming_model, load_streaming_state, load_strict
 from tests.models.official_streamingt2v_layout import openclip_visual_shapes, synthetic_state_dict
@@ -41,7 +43,9 @@ def test_toy_checkpoint_converts_and_loads_strictly(ckpt):
     assert torch.equal(proc.alpha, state[a + "alpha"]) and torch.equal(proc.norm.weight, state[a + "conv_ln.weight"])
     assert torch.equal(model.cam.frame_encoder.body[8].weight, state["unet.controlnet_cond_embedding.blocks.3.weight"])
     assert torch.equal(model.cam.down_blocks[1].resnets[0].conv1.weight, state["unet.down_blocks.1.resnets.0.conv1.weight"])
-    assert torch.equal(model.unet.down_blocks[1].resnets[0].conv1.weight, state["base_model.down_blocks.1.resnets.0.conv1.weight"])
+    assert torch.equal(
+        model.unet.down_blocks[1].resnets[0].conv1.weight, state["base_model.down_blocks.1.resnets.0.conv1.weight"]
+    )
     assert torch.equal(model.apm.mlp[2].bias, state["resampler.context_embedding.2.bias"])
     vis = model.apm.image_encoder
     q, k, v = state["image_encoder.model.visual.transformer.resblocks.1.attn.in_proj_weight"].chunk(3)
@@ -75,9 +79,13 @@ def test_unknown_and_missing_keys_are_named(ckpt):
     converted, _ = convert_streamingt2v(bad)
     with pytest.raises(ValueError, match=r"0 missing key\(s\) \[\], 1 unexpected key\(s\) \['unet.bogus_layer.weight'\]"):
         load_strict(build_streaming_model(TOY), converted, source="x.ckpt")
-    del bad["base_model.bogus_layer.weight"], bad["base_model.cross_attention_merger_mid_block.temporal_transformer.proj_out.bias"]
+    del bad[
+        "base_model.bogus_layer.weight"
+    ], bad["base_model.cross_attention_merger_mid_block.temporal_transformer.proj_out.bias"]
     converted, _ = convert_streamingt2v(bad)
-    with pytest.raises(ValueError, match=r"x.ckpt: strict loading failed: 1 missing key\(s\) \['cam.mid_injector.proj_out.bias'\]"):
+    with pytest.raises(
+        ValueError, match=r"x.ckpt: strict loading failed: 1 missing key\(s\) \['cam.mid_injector.proj_out.bias'\]"
+    ):
         load_strict(build_streaming_model(TOY), converted, source="x.ckpt")
 
 
@@ -106,7 +114,10 @@ def _openclip_reference(sd: dict, cfg: CLIPVisionConfig, pixels: torch.Tensor) -
         h = F.layer_norm(x, (w,), sd[r + "ln_1.weight"], sd[r + "ln_1.bias"])
         x = x + mha(h, h, h, need_weights=False)[0]
         h = F.layer_norm(x, (w,), sd[r + "ln_2.weight"], sd[r + "ln_2.bias"])
-        x = x + F.linear(F.gelu(F.linear(h, sd[r + "mlp.c_fc.weight"], sd[r + "mlp.c_fc.bias"])), sd[r + "mlp.c_proj.weight"], sd[r + "mlp.c_proj.bias"])
+        x = x + F.linear(
+            F.gelu(F.linear(h, sd[r + "mlp.c_fc.weight"], sd[r + "mlp.c_fc.bias"])), sd[r + "mlp.c_proj.weight"],
+            sd[r + "mlp.c_proj.bias"],
+        )
     pooled = F.layer_norm(x[:, 0], (w,), sd["ln_post.weight"], sd["ln_post.bias"])
     return pooled @ sd["proj"]
 
@@ -121,4 +132,6 @@ def test_openclip_and_transformers_layouts_are_the_same_network():
     model.load_state_dict(converted, strict=True)
     pixels = torch.randn((2, 3, 32, 32), generator=g)
     with torch.no_grad():
-        torch.testing.assert_close(model(pixel_values=pixels).image_embeds, _openclip_reference(sd, cfg, pixels), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            model(pixel_values=pixels).image_embeds, _openclip_reference(sd, cfg, pixels), rtol=1e-4, atol=1e-5
+        )

@@ -10,12 +10,14 @@ import pickle
 import pytest
 import torch
 
-from stt2v_ray.models.svd import convert as convert_svd
 from stt2v_ray.models.blocks.checkpoint import UnsafeCheckpointError, read_checkpoint
+from stt2v_ray.models.svd import convert as convert_svd
 from stt2v_ray.models.svd.streamingsvd import TOY_UNET, TOY_VAE, build_models
 from tests.models import official_streamingsvd_layout as layout
 
-TEXT_LEFTOVERS = ["token_embedding.weight", "positional_embedding", "ln_final.weight", "ln_final.bias", "text_projection", "logit_scale"]
+TEXT_LEFTOVERS = [
+    "token_embedding.weight", "positional_embedding", "ln_final.weight", "ln_final.bias", "text_projection", "logit_scale"
+]
 
 
 def _models():
@@ -61,7 +63,10 @@ def test_toy_official_layout_converts_and_loads_strictly_to_the_right_places(toy
         (s.unet.up_blocks[1].attentions[1].transformer_blocks[0].ff.net[0].proj.weight,
          U + "output_blocks.3.1.transformer_blocks.0.ff.net.0.proj.weight"),
         (s.unet.conv_out.weight, U + "out.2.weight"),
-        (s.injectors[3].to_out.weight, U + "cross_attention_merger_input_blocks.3.temporal_transformer.attention.to_out.0.weight"),
+        (
+            s.injectors[3].to_out.weight,
+            U + "cross_attention_merger_input_blocks.3.temporal_transformer.attention.to_out.0.weight",
+        ),
         (s.injectors[0].to_q.weight, U + "cross_attention_merger_input_blocks.0.temporal_transformer.attention.to_q.weight"),
         (s.mid_injector.norm.bias, U + "cross_attention_merger_mid_block.temporal_transformer.norm.bias"),
         (s.cam.time_embedding.linear_1.weight, C + "time_embed.0.weight"),
@@ -71,18 +76,29 @@ def test_toy_official_layout_converts_and_loads_strictly_to_the_right_places(toy
         (s.frame_encoder.conv_out.bias, C + "controlnet_cond_embedding.conv_out.bias"),
         # the VAE as the original runs it: the conditioner's autoencoder encodes, first_stage_model decodes
         (vae.encoder.conv_in.weight, "conditioner.embedders.3.encoder.encoder.conv_in.weight"),
-        (vae.encoder.down_blocks[1].resnets[0].conv1.weight, "conditioner.embedders.3.encoder.encoder.down.1.block.0.conv1.weight"),
+        (
+            vae.encoder.down_blocks[1].resnets[0].conv1.weight,
+            "conditioner.embedders.3.encoder.encoder.down.1.block.0.conv1.weight",
+        ),
         (vae.quant_conv.weight, "conditioner.embedders.3.encoder.quant_conv.weight"),
-        (vae.decoder.up_blocks[2].resnets[2].temporal_res_block.conv2.weight, "first_stage_model.decoder.up.0.block.2.time_stack.out_layers.3.weight"),
+        (
+            vae.decoder.up_blocks[2].resnets[2].temporal_res_block.conv2.weight,
+            "first_stage_model.decoder.up.0.block.2.time_stack.out_layers.3.weight",
+        ),
         (vae.decoder.up_blocks[0].upsamplers[0].conv.bias, "first_stage_model.decoder.up.2.upsample.conv.bias"),
         (vae.decoder.mid_block.resnets[1].time_mixer.mix_factor, "first_stage_model.decoder.mid.block_2.mix_factor"),
         (vae.decoder.time_conv_out.weight, "first_stage_model.decoder.conv_out.time_mix_conv.weight"),
-        (clip.vision_model.encoder.layers[1].mlp.fc1.weight, "conditioner.embedders.0.open_clip.model.visual.transformer.resblocks.1.mlp.c_fc.weight"),
+        (
+            clip.vision_model.encoder.layers[1].mlp.fc1.weight,
+            "conditioner.embedders.0.open_clip.model.visual.transformer.resblocks.1.mlp.c_fc.weight",
+        ),
         (clip.vision_model.embeddings.class_embedding, "conditioner.embedders.0.open_clip.model.visual.class_embedding"),
     ]
     for param, key in same:
         assert torch.equal(param, state[key]), key
-    assert torch.equal(vae.decoder.mid_block.attentions[0].to_q.weight, state["first_stage_model.decoder.mid.attn_1.q.weight"][:, :, 0, 0])
+    assert torch.equal(
+        vae.decoder.mid_block.attentions[0].to_q.weight, state["first_stage_model.decoder.mid.attn_1.q.weight"][:, :, 0, 0]
+    )
     assert not torch.equal(vae.encoder.conv_in.weight, state["first_stage_model.encoder.conv_in.weight"])
     q, k, v = state["conditioner.embedders.0.open_clip.model.visual.transformer.resblocks.0.attn.in_proj_weight"].chunk(3)
     attn = clip.vision_model.encoder.layers[0].self_attn
@@ -113,7 +129,9 @@ def test_full_size_layout_maps_key_by_key():
     state = layout.synthetic_state_dict(layout.FULL, device="meta")
     assert len(state) == 3246
     # the fixture's base UNet has the published SVD-XT size (1.52 B parameters)
-    base = [k for k in state if k.startswith("model.diffusion_model.") and not k.startswith("model.diffusion_model.cross_attention_merger_")]
+    base = [k for k in state if k.startswith(
+        "model.diffusion_model."
+    ) and not k.startswith("model.diffusion_model.cross_attention_merger_")]
     assert sum(state[k].numel() for k in base) == 1_524_623_082
     ours, unplaced = convert_svd.convert_state_dict(state)
     assert unplaced == []

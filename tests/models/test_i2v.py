@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from stt2v_ray.config import BaseModelSettings
-from stt2v_ray.models.svd.i2v import I2VGenerator, build_tiny_i2v, fit_image
 from stt2v_ray.models.blocks.job import GenerationJob
+from stt2v_ray.models.svd.i2v import I2VGenerator, build_tiny_i2v, fit_image
 from stt2v_ray.models.svd.streaming_unet_stc import StreamingUNetSTC
 
 SETTINGS = BaseModelSettings(
@@ -92,7 +92,9 @@ def test_deterministic_per_seed(chunk0: torch.Tensor) -> None:
     other = build_tiny_i2v(SETTINGS)  # a fresh build gives the same weights and the same frames
     state = other.prepare(_job())
     assert torch.equal(other.generate_chunk(state, 0, None, None), chunk0)
-    assert torch.equal(other.generate_chunk(state, 1, chunk0[-3:], chunk0[0]), other.generate_chunk(state, 1, chunk0[-3:], chunk0[0]))
+    assert torch.equal(
+        other.generate_chunk(state, 1, chunk0[-3:], chunk0[0]), other.generate_chunk(state, 1, chunk0[-3:], chunk0[0])
+    )
     assert not torch.equal(other.generate_chunk(other.prepare(_job(seed=2)), 0, None, None), chunk0)
 
 
@@ -120,7 +122,8 @@ def test_missing_image_raises(gen: I2VGenerator) -> None:
 
 def test_bad_chunk_inputs_raise(gen: I2VGenerator, chunk0: torch.Tensor) -> None:
     state = gen.prepare(_job())
-    with pytest.raises(ValueError, match=re.escape("i2v: chunk 1 needs the previous chunk's last frames (cond) and an anchor frame")):
+    with pytest.raises(ValueError, match=re.escape("i2v: chunk 1 needs the previous chunk's last frames (cond) and an anchor "
+                                                   "frame")):
         gen.generate_chunk(state, 1, chunk0[-3:], None)
     with pytest.raises(ValueError, match=re.escape("i2v: cond must have shape (3, 3, 32, 48), got (2, 3, 32, 48)")):
         gen.generate_chunk(state, 1, chunk0[-2:], chunk0[0])

@@ -58,7 +58,9 @@ def test_full_size_wiring_on_meta():
 def test_preset_defaults():
     preset = get_preset("streamingt2v")
     run = RunSettings.model_validate(deep_merge(preset.defaults, {"preset": "streamingt2v"}))
-    assert (run.t2v.chunk_frames, run.t2v.cond_frames, run.t2v.steps, run.t2v.eta, run.t2v.guidance_scale) == (16, 8, 50, 1.0, 7.5)
+    assert (
+        run.t2v.chunk_frames, run.t2v.cond_frames, run.t2v.steps, run.t2v.eta, run.t2v.guidance_scale
+    ) == (16, 8, 50, 1.0, 7.5)
     assert (run.t2v.height, run.t2v.width, run.t2v.anchor_frame) == (256, 256, 0)
     assert (run.enhance.chunk_frames, run.enhance.overlap_frames, run.enhance.strength, run.enhance.scale) == (24, 8, 0.6, 3)
     assert run.enhance.blend_target == "x0" and run.interpolate.factor == 1 and run.encode.default_fps == 8
@@ -71,7 +73,10 @@ def test_preset_defaults():
 
 
 def test_toy_generator_same_classes_separate_first_chunk_unet():
-    run = RunSettings(preset="streamingt2v-toy", weights={"mode": "random"}, t2v={"chunk_frames": 8, "cond_frames": 4, "height": 64, "width": 64})
+    run = RunSettings(
+        preset="streamingt2v-toy", weights={"mode": "random"},
+        t2v={"chunk_frames": 8, "cond_frames": 4, "height": 64, "width": 64},
+    )
     gen = build_t2v(run, size="toy")
     assert type(gen.first_chunk_unet) is UNet3DConditionModel and gen.first_chunk_unet is not gen.model.unet
     assert len(gen.model.cam.skip_injectors) == 6 and len(APM.processors(gen.model.unet)) == 6
@@ -95,7 +100,9 @@ def test_pretrained_without_weights_exits_2_naming_components(tmp_path, monkeypa
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     manifest = tmp_path / "m.yaml"
-    manifest.write_text(yaml.safe_dump({"settings": {"preset": "streamingt2v"}, "prompts": [{"prompt": "a cat", "num_frames": 24}]}))
+    manifest.write_text(
+        yaml.safe_dump({"settings": {"preset": "streamingt2v"}, "prompts": [{"prompt": "a cat", "num_frames": 24}]})
+    )
     assert main(["render", str(manifest), "--output", str(tmp_path / "o"), "--set", "executor=local"]) == 2
     err = capsys.readouterr().err
     assert "PAIR/StreamingT2V (file streaming_t2v.ckpt)" in err and "weights.paths.streaming" in err

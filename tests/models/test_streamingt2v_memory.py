@@ -35,12 +35,14 @@ def test_sequential_cfg_runs_two_batch_one_forwards_and_matches_batched(referenc
     gen = _build(sequential_cfg=True)
     batches: list[tuple[str, int]] = []
     for name, unet in (("first", gen.first_chunk_unet), ("streaming", gen.model)):
-        unet.register_forward_pre_hook(lambda m, args, kwargs, name=name: batches.append((name, (args or (kwargs["sample"],))[0].shape[0])),
+        unet.register_forward_pre_hook(lambda m, args, kwargs, name=name: batches.append(
+            (name, (args or (kwargs["sample"],))[0].shape[0])
+        ),
                                        with_kwargs=True)
     out = _chunks(gen)
     # 2 sampler steps per chunk, each two forwards of one CFG half
     assert batches == [("first", 1)] * 4 + [("streaming", 1)] * 4
-    for a, b in zip(reference, out):
+    for a, b in zip(reference, out, strict=False):
         # batch-1 vs batch-2 kernels round differently; measured max |diff| ~1e-5 on frames in [-1, 1]
         torch.testing.assert_close(b, a, atol=1e-4, rtol=0)
 
@@ -50,7 +52,7 @@ def test_bfloat16_casts_the_models_and_stays_close_to_float32(reference):
     for module in (gen.text_encoder, gen.vae, gen.model, gen.first_chunk_unet):
         assert {p.dtype for p in module.parameters()} == {torch.bfloat16}
     out = _chunks(gen)
-    for a, b in zip(reference, out):
+    for a, b in zip(reference, out, strict=False):
         assert b.shape == (8, 3, 64, 64) and b.dtype == torch.float32 and torch.isfinite(b).all()
         # bf16 keeps 8 mantissa bits: measured max |diff| ~0.14 and mean ~0.01 (frames' std ~0.34)
         assert (a - b).abs().max() < 0.4 and (a - b).abs().mean() < 0.05
@@ -68,7 +70,7 @@ def test_cpu_offload_moves_each_model_only_for_its_stage_and_equals_no_offload(r
         if name != "vae":  # the VAE is called through .decode, not forward
             module.register_forward_pre_hook(lambda m, args, _n=name: events.append(f"run {_n}"))
     out = _chunks(gen)
-    assert all(torch.equal(a, b) for a, b in zip(reference, out))
+    assert all(torch.equal(a, b) for a, b in zip(reference, out, strict=False))
     assert events == [
         "to text cpu", "run text", "to text cpu",  # prepare
         "to first cpu", "run first", "run first", "to first cpu", "to vae cpu", "to vae cpu",  # chunk 0
@@ -101,7 +103,7 @@ def test_decode_chunk_groups_frames_per_vae_call(reference):
     gen.vae.decode = lambda z, *a, **k: (sizes.append(z.shape[0]), decode(z, *a, **k))[1]
     out = _chunks(gen)
     assert sizes == [3, 3, 2] * 2
-    for a, b in zip(reference, out):  # a 2D VAE decodes frames independently: equal up to rounding
+    for a, b in zip(reference, out, strict=False):  # a 2D VAE decodes frames independently: equal up to rounding
         torch.testing.assert_close(b, a, atol=1e-4, rtol=0)
 
 

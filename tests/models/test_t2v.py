@@ -58,7 +58,9 @@ def test_determinism(gen, state, chunk0, chunk1):
     assert torch.equal(gen.generate_chunk(state, 1, chunk0[-4:], chunk0[0]), chunk1)
     # a second generator built with the same seed gives the same frames
     again = build_tiny_t2v(SETTINGS, seed=0)
-    assert torch.equal(again.generate_chunk(again.prepare(GenerationJob("v", "a red fox in snow", "blurry", 7)), 0, None, None), chunk0)
+    assert torch.equal(
+        again.generate_chunk(again.prepare(GenerationJob("v", "a red fox in snow", "blurry", 7)), 0, None, None), chunk0
+    )
 
 
 def test_different_seed_or_chunk_differs(gen, state, chunk0):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from stt2v_ray.models.toy import toy
-from stt2v_ray.models.modelscope.t2v import build_tiny_streaming_unet3d
 from stt2v_ray.models.blocks.text_time import text_time_condition, unet_kwargs
+from stt2v_ray.models.modelscope.t2v import build_tiny_streaming_unet3d
+from stt2v_ray.models.toy import toy
 
 
 def inputs(seed: int = 0):

@@ -8,10 +8,10 @@ import torch
 
 from stt2v_ray.config import RunSettings
 from stt2v_ray.data.clips import ToyPrompt
-from stt2v_ray.models.toy import toy
 from stt2v_ray.models.blocks.pixel_vae import PixelShuffleVAE, vae_scale_factor
 from stt2v_ray.models.blocks.sharded import load_sharded, save_sharded
 from stt2v_ray.models.blocks.weights import MissingWeightsError
+from stt2v_ray.models.toy import toy
 
 
 def test_every_grammar_word_is_one_token_and_prompts_fit():

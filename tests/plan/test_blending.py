@@ -85,8 +85,8 @@ def test_blend_video_matches_owned_ranges_and_merge_overlap():
     ranges = [owned_range(plan, k, cuts) for k in range(plan.num_chunks)]
     # Owned ranges tile [0, padded_frames) in order.
     assert ranges[0][0] == 0 and ranges[-1][1] == plan.padded_frames
-    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
-    for k, ((s, e), (cs, _)) in enumerate(zip(ranges, plan.chunks)):
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    for k, ((s, e), (cs, _)) in enumerate(zip(ranges, plan.chunks, strict=False)):
         assert torch.equal(merged[s:e], outs[k][s - cs : e - cs])
     for b, (s, e) in enumerate(plan.boundaries):
         prev_tail = outs[b][s - plan.chunks[b][0] :]

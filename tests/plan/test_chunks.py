@@ -114,7 +114,7 @@ def test_split_segments():
             sizes = [e - s for s, e in segs]
             assert len(segs) == min(n, shards)
             assert segs[0][0] == 0 and segs[-1][1] == n
-            assert all(a[1] == b[0] for a, b in zip(segs, segs[1:]))
+            assert all(a[1] == b[0] for a, b in zip(segs, segs[1:], strict=False))
             assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
             assert sizes == sorted(sizes, reverse=True)
     with pytest.raises(ValueError, match="shards must be >= 1, got 0"):

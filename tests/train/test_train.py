@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from stt2v_ray.cli import main
-from stt2v_ray.models.toy import toy
 from stt2v_ray.models.blocks.sharded import load_sharded, save_sharded
+from stt2v_ray.models.toy import toy
 from stt2v_ray.train.config import StageSettings, TrainSettings, named_config
 from stt2v_ray.train.data import make_batch
 from stt2v_ray.train.loop import train_stage
@@ -62,7 +62,9 @@ def test_resuming_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
     assert train_stage("base", settings, resumed, log=lambda line: None)["done"]
     a, b = load_sharded(straight / "weights", "t2v"), load_sharded(resumed / "weights", "t2v")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    losses = [[json.loads(l)["loss"] for l in (d / "stages/base/loss.jsonl").read_text().splitlines()] for d in (straight, resumed)]
+    losses = [
+        [json.loads(row)["loss"] for row in (d / "stages/base/loss.jsonl").read_text().splitlines()] for d in (straight, resumed)
+    ]
     assert len(losses[0]) == 4 and losses[0] == losses[1]
 
 

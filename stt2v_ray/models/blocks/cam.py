@@ -226,6 +226,6 @@ class CAM(nn.Module):
             raise ValueError(f"CAM: {len(self.skip_injectors)} injectors for {len(skips)} skips and {len(cam_skips)} CAM skips")
         new_skips = tuple(
             skip + injector(skip, cam_skip, num_frames, num_cond_frames)
-            for skip, cam_skip, injector in zip(skips, cam_skips, self.skip_injectors)
+            for skip, cam_skip, injector in zip(skips, cam_skips, self.skip_injectors, strict=False)
         )
         return new_skips, mid + self.mid_injector(mid, cam_mid, num_frames, num_cond_frames)

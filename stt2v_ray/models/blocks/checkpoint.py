@@ -27,7 +27,8 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
         return load_file(str(path))
     if path.suffix not in PICKLE_SUFFIXES:
-        raise ValueError(f"{path}: unknown checkpoint format {path.suffix!r} (expected .safetensors, .ckpt, .pkl, .pt, .pth, .bin)")
+        raise ValueError(f"{path}: unknown checkpoint format {path.suffix!r} (expected .safetensors, .ckpt, .pkl, .pt, .pth, "
+                         ".bin)")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError and friends: the file wants objects we will not build

@@ -138,7 +138,9 @@ class MemoryUNet(nn.Module):
     def unet(self):  # what I2VGenerator reads the config from
         return self.streaming.unet
 
-    def forward(self, sample: Tensor, timestep, encoder_hidden_states: Tensor, added_time_ids: Tensor, cond: Tensor | None = None):
+    def forward(
+        self, sample: Tensor, timestep, encoder_hidden_states: Tensor, added_time_ids: Tensor, cond: Tensor | None = None
+    ):
         dtype = next(self.streaming.parameters()).dtype
         args = [sample, encoder_hidden_states, added_time_ids, cond]
         args = [a.to(dtype) if a is not None else None for a in args]

@@ -38,11 +38,13 @@ def save_sharded(state: dict[str, torch.Tensor], folder: Path | str, name: str, 
     for old in folder.glob(f"{name}-*-of-*.safetensors"):  # an earlier export with another shard count
         if old.name not in files:
             old.unlink()
-    weight_map = {key: file for shard, file in zip(shards, files) for key in shard}
-    for shard, file in zip(shards, files):
+    weight_map = {key: file for shard, file in zip(shards, files, strict=False) for key in shard}
+    for shard, file in zip(shards, files, strict=False):
         save_file(shard, str(folder / (file + ".tmp")), metadata={"format": "pt"})
     index_tmp = folder / f"{name}.index.json.tmp"
-    index_tmp.write_text(json.dumps({"metadata": {"total_size": sum(t.numel() * t.element_size() for s in shards for t in s.values())},
+    index_tmp.write_text(json.dumps({"metadata": {
+        "total_size": sum(t.numel() * t.element_size() for s in shards for t in s.values())
+    },
                                      "weight_map": weight_map}, indent=1, sort_keys=True))
     for file in files:
         os.replace(folder / (file + ".tmp"), folder / file)

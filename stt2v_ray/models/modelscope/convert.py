@@ -10,11 +10,11 @@ holds every registered submodule:
 | `base_model.` | UNet3DConditionModel (ModelScope layout) + mergers + APM mixers | `unet.` |
 | `base_model.cross_attention_merger_down_blocks.{i}.temporal_transformer.` | CAM injector of skip i | `cam.skip_injectors.{i}.` |
 | `base_model.cross_attention_merger_mid_block.temporal_transformer.` | CAM injector of the mid block | `cam.mid_injector.` |
-| `base_model.*.attn2.{conv,conv_ln,alpha}` | APM token mixer of a spatial cross-attention | `unet.*.attn2.processor.{conv,norm,alpha}` |
+| `base_model.*.attn2.{conv,conv_ln,alpha}` | APM token mixer (spatial cross-attn) | `unet.*.attn2.processor.{conv,norm,alpha}` |
 | `unet.` | ControlNet-style CAM copy (conv_in, time_embedding, transformer_in, down, mid) | `cam.` |
-| `unet.controlnet_cond_embedding.{conv_in,blocks.k,conv_out}` | frame encoder | `cam.frame_encoder.{body.0,body.(2+2k),conv_out}` |
+|`unet.controlnet_cond_embedding.{conv_in,blocks.k,conv_out}`| frame encoder |`cam.frame_encoder.{body.0,body.(2+2k),conv_out}`|
 | `resampler.context_embedding.{0,2}` | APM MLP (Linear, SiLU, Linear) | `apm.mlp.{0,2}` |
-| `image_encoder.model.visual.` | OpenCLIP ViT-H-14 image tower | `apm.image_encoder.` (transformers CLIPVisionModelWithProjection) |
+| `image_encoder.model.visual.` | OpenCLIP ViT-H-14 image tower | `apm.image_encoder.` (CLIPVisionModelWithProjection) |
 
 The CAM's zero convs (`zero_conv_mode: Identity`) and its merger (`merging_mode: addition`)
 have no parameters. Ignored on purpose (returned by `convert_streamingt2v_report` as
@@ -98,7 +98,7 @@ def openclip_visual_to_transformers(visual: dict[str, Tensor]) -> tuple[dict[str
                 kind = rest.rsplit("_", 1)[1]  # weight / bias
                 if value.shape[0] % 3:
                     raise ValueError(f"openclip {key}: first dimension {value.shape[0]} is not 3 x width")
-                for name, part in zip(("q", "k", "v"), value.chunk(3, dim=0)):
+                for name, part in zip(("q", "k", "v"), value.chunk(3, dim=0), strict=False):
                     out[f"{prefix}self_attn.{name}_proj.{kind}"] = part.contiguous()
             else:
                 unplaced.append(key)

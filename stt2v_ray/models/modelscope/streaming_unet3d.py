@@ -90,7 +90,9 @@ class StreamingUNet3D(nn.Module):
                     upsample_size=upsample_size, num_frames=num_frames,
                 )
             else:
-                h = block(hidden_states=h, temb=emb, res_hidden_states_tuple=res, upsample_size=upsample_size, num_frames=num_frames)
+                h = block(
+                    hidden_states=h, temb=emb, res_hidden_states_tuple=res, upsample_size=upsample_size, num_frames=num_frames
+                )
 
         # 6. post-process
         if unet.conv_norm_out is not None:

@@ -60,9 +60,9 @@ from stt2v_ray.config import RunSettings
 from stt2v_ray.models.blocks.apm import APM
 from stt2v_ray.models.blocks.cam import CAM
 from stt2v_ray.models.blocks.memory import chunk_feed_forwards, torch_dtype
+from stt2v_ray.models.blocks.text import build_tiny_tokenizer
 from stt2v_ray.models.modelscope.streaming_unet3d import StreamingUNet3D
 from stt2v_ray.models.modelscope.t2v import T2VGenerator, wake_zero_init
-from stt2v_ray.models.blocks.text import build_tiny_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,9 @@ def build_streaming_model(spec: Spec) -> StreamingUNet3D:
     unet = UNet3DConditionModel(**spec.unet)
     cam = CAM(unet, vae_scale_factor=vae_factor(spec), frame_channels=spec.frame_channels, head_dim=spec.head_dim)
     vision = CLIPVisionModelWithProjection(CLIPVisionConfig(**spec.vision))
-    apm = APM(vision, cross_attention_dim=spec.unet["cross_attention_dim"], num_tokens=spec.image_tokens, hidden_dim=spec.apm_hidden)
+    apm = APM(
+        vision, cross_attention_dim=spec.unet["cross_attention_dim"], num_tokens=spec.image_tokens, hidden_dim=spec.apm_hidden
+    )
     apm.install(unet, spec.text_tokens)  # after the CAM copy: the copy keeps the default processors
     return StreamingUNet3D(unet, cam, apm).eval()
 
@@ -148,7 +150,9 @@ def _random_base(spec: Spec) -> tuple[CLIPTokenizer, CLIPTextModel, AutoencoderK
     ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                max_position_embeddings=spec.text_tokens)
     text = dict(spec.text, vocab_size=max(spec.text.get("vocab_size", 0), len(tokenizer)), **ids)
-    return tokenizer, CLIPTextModel(CLIPTextConfig(**text)).eval(), AutoencoderKL(**spec.vae).eval(), UNet3DConditionModel(**spec.unet).eval()
+    return tokenizer, CLIPTextModel(
+        CLIPTextConfig(**text)
+    ).eval(), AutoencoderKL(**spec.vae).eval(), UNet3DConditionModel(**spec.unet).eval()
 
 
 def load_streaming_state(path: str | Path) -> dict[str, torch.Tensor]:
@@ -176,12 +180,15 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -
     model.load_state_dict(state, strict=True)
 
 
-def build_t2v(run: RunSettings, device="cpu", size: str = "full", paths: dict[str, Path] | None = None, seed: int = 0) -> T2VGenerator:
+def build_t2v(
+    run: RunSettings, device="cpu", size: str = "full", paths: dict[str, Path] | None = None, seed: int = 0
+) -> T2VGenerator:
     """The text-to-video ChunkGenerator: random (toy, or weights.mode=random) or the official weights."""
     spec = spec_of(size)
     if size == "toy" or run.weights.mode == "random":
         if size == "full":
-            log.warning("weights.mode=random: the streamingt2v models have RANDOM weights (profiling only); the frames are noise, not real output")
+            log.warning("weights.mode=random: the streamingt2v models have RANDOM weights (profiling only); the frames are "
+                        "noise, not real output")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             tokenizer, text_encoder, vae, first_unet = _random_base(spec)
@@ -202,7 +209,9 @@ def build_t2v(run: RunSettings, device="cpu", size: str = "full", paths: dict[st
     return with_memory_settings(run, tokenizer, text_encoder, vae, model, first_unet, device)
 
 
-def with_memory_settings(run: RunSettings, tokenizer, text_encoder, vae, model: StreamingUNet3D, first_unet, device) -> T2VGenerator:
+def with_memory_settings(
+    run: RunSettings, tokenizer, text_encoder, vae, model: StreamingUNet3D, first_unet, device
+) -> T2VGenerator:
     """The generator with run.memory applied to CPU-resident float32 models (see the module docstring)."""
     mem, device = run.memory, torch.device(device)
     if mem.ff_chunk_size:

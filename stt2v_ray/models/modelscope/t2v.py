@@ -31,9 +31,9 @@ from stt2v_ray.models.blocks.cam import CAM
 from stt2v_ray.models.blocks.job import GenerationJob
 from stt2v_ray.models.blocks.memory import on_device, to_device_except
 from stt2v_ray.models.blocks.pixel_vae import vae_scale_factor
-from stt2v_ray.models.modelscope.streaming_unet3d import StreamingUNet3D
 from stt2v_ray.models.blocks.text import build_tiny_text_encoder, build_tiny_tokenizer, encode_text
 from stt2v_ray.models.blocks.text_time import unet_kwargs
+from stt2v_ray.models.modelscope.streaming_unet3d import StreamingUNet3D
 from stt2v_ray.plan import samplers, seeds
 
 NUM_TRAIN_TIMESTEPS = 1000
@@ -78,7 +78,8 @@ class T2VGenerator:
         self.vae_scale_factor = vae_scale_factor(vae)
         if self.height % self.vae_scale_factor or self.width % self.vae_scale_factor:
             raise ValueError(
-                f"T2VGenerator: height x width {self.height}x{self.width} must be divisible by the VAE factor {self.vae_scale_factor}"
+                f"T2VGenerator: height x width {self.height}x{self.width} must be divisible by the VAE factor "
+                f"{self.vae_scale_factor}"
             )
         # Modelscope's schedule by default; the toy preset is trained with v-prediction on the cosine one
         self.prediction_type = prediction_type

@@ -33,7 +33,9 @@ TOY_UNET = dict(
 )
 # layers_per_block=2 as the real VAE: diffusers' temporal decoder mid block has layers_per_block resnets (the
 # original always has block_1, attn_1, block_2), so 1 would drop a resnet and the attention
-TOY_VAE = dict(block_out_channels=(32, 32, 32), down_block_types=("DownEncoderBlock2D",) * 3, layers_per_block=2, latent_channels=4)
+TOY_VAE = dict(
+    block_out_channels=(32, 32, 32), down_block_types=("DownEncoderBlock2D",) * 3, layers_per_block=2, latent_channels=4
+)
 TOY_IMAGE_ENCODER = dict(hidden_size=32, intermediate_size=37, projection_dim=32, num_hidden_layers=2,
                          num_attention_heads=4, image_size=32, patch_size=8)
 TOY_FRAME_CHANNELS = (16, 32, 32)  # two stride-2 transitions: the toy VAE's factor 4

@@ -43,11 +43,16 @@ RES = [("in_layers.0.", "spatial_res_block.norm1."), ("in_layers.2.", "spatial_r
        ("emb_layers.1.", "spatial_res_block.time_emb_proj."), ("out_layers.0.", "spatial_res_block.norm2."),
        ("out_layers.3.", "spatial_res_block.conv2."), ("skip_connection.", "spatial_res_block.conv_shortcut."),
        ("time_stack.in_layers.0.", "temporal_res_block.norm1."), ("time_stack.in_layers.2.", "temporal_res_block.conv1."),
-       ("time_stack.emb_layers.1.", "temporal_res_block.time_emb_proj."), ("time_stack.out_layers.0.", "temporal_res_block.norm2."),
+       (
+           "time_stack.emb_layers.1.", "temporal_res_block.time_emb_proj."
+       ), ("time_stack.out_layers.0.", "temporal_res_block.norm2."),
        ("time_stack.out_layers.3.", "temporal_res_block.conv2."), ("time_mixer.", "time_mixer.")]
 ATTN = [("time_stack.", "temporal_transformer_blocks."), ("time_pos_embed.0.", "time_pos_embed.linear_1."),
         ("time_pos_embed.2.", "time_pos_embed.linear_2."), ("", "")]
-INJECTOR = [("temporal_transformer.attention.to_out.0.", "to_out."), ("temporal_transformer.attention.", ""), ("temporal_transformer.", "")]
+INJECTOR = [
+    ("temporal_transformer.attention.to_out.0.", "to_out."), ("temporal_transformer.attention.", ""),
+    ("temporal_transformer.", ""),
+]
 
 
 def unet_blocks(cfg: dict, encoder_only: bool = False) -> list[tuple[str, str, list]]:
@@ -85,7 +90,9 @@ def unet_blocks(cfg: dict, encoder_only: bool = False) -> list[tuple[str, str, l
 
 def _vae_blocks(levels: int, per: int) -> list[tuple[str, str, list]]:
     res = [("nin_shortcut.", "conv_shortcut."), ("", "")]
-    vres = [("norm1.", "spatial_res_block.norm1."), ("conv1.", "spatial_res_block.conv1."), ("norm2.", "spatial_res_block.norm2."),
+    vres = [(
+        "norm1.", "spatial_res_block.norm1."
+    ), ("conv1.", "spatial_res_block.conv1."), ("norm2.", "spatial_res_block.norm2."),
             ("conv2.", "spatial_res_block.conv2."), ("nin_shortcut.", "spatial_res_block.conv_shortcut."),
             ("time_stack.in_layers.0.", "temporal_res_block.norm1."), ("time_stack.in_layers.2.", "temporal_res_block.conv1."),
             ("time_stack.out_layers.0.", "temporal_res_block.norm2."), ("time_stack.out_layers.3.", "temporal_res_block.conv2."),
@@ -210,7 +217,9 @@ def convert_state_dict(state: dict[str, torch.Tensor], unet_config: dict | None 
 
     # the VAE's attention uses linear layers where the original has 1x1 convs
     for k in list(ours):
-        if re.search(r"vae\.(en|de)coder\.mid_block\.attentions\.0\.(to_q|to_k|to_v|to_out\.0)\.weight$", k) and ours[k].ndim == 4:
+        if re.search(
+            r"vae\.(en|de)coder\.mid_block\.attentions\.0\.(to_q|to_k|to_v|to_out\.0)\.weight$", k
+        ) and ours[k].ndim == 4:
             ours[k] = ours[k][:, :, 0, 0]
     return ours, unplaced
 

@@ -55,7 +55,9 @@ class FirstFrameT2V:
         return self.i2v.generate_chunk(state, index, cond, anchor)
 
 
-def build_text_to_image(run: RunSettings, device="cpu", size: str = "full", paths: dict | None = None) -> StableDiffusionXLPipeline:
+def build_text_to_image(
+    run: RunSettings, device="cpu", size: str = "full", paths: dict | None = None
+) -> StableDiffusionXLPipeline:
     """SDXL base: from its diffusers folder (pretrained), or the same classes at full/toy size with random weights."""
     dtype = torch_dtype(run.memory)
     if run.weights.mode == "pretrained":
@@ -105,7 +107,9 @@ def _random_sdxl(size: str) -> StableDiffusionXLPipeline:
             )
             vae = AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
                                 block_out_channels=(16, 16, 16), layers_per_block=1, latent_channels=4, norm_num_groups=8)
-            te1 = CLIPTextConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, projection_dim=32)
+            te1 = CLIPTextConfig(
+                hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, projection_dim=32
+            )
             te2 = te1
             tokenizer = build_tiny_tokenizer(16)
         ids = dict(vocab_size=len(tokenizer), max_position_embeddings=tokenizer.model_max_length,

@@ -156,7 +156,7 @@ class I2VGenerator:
         # 3. Euler EDM: x = x_0 + sigma * noise, (F, c, h, w)
         shape = (num_frames, self.latent_channels, self.latent_height, self.latent_width)
         x = seeds.randn(shape, seed, "i2v-init", index).to(self.device) * math.sqrt(1.0 + sigmas[0] ** 2)
-        for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+        for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:], strict=False):
             _, _, c_in, c_noise = samplers.edm_precondition(sigma)
             model_in = torch.cat([(x * c_in)[None].expand(2, -1, -1, -1, -1), latents_img], dim=2)
             timestep = torch.tensor(c_noise, dtype=torch.float32, device=self.device)

@@ -26,10 +26,10 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisio
 
 from stt2v_ray.config import RunSettings
 from stt2v_ray.models.blocks.enhancer import EnhanceState, VideoEnhancer
-from stt2v_ray.models.svd.i2v import CLIP_MEAN, CLIP_STD, fit_image
 from stt2v_ray.models.blocks.job import GenerationJob
 from stt2v_ray.models.blocks.memory import chunk_feed_forwards, torch_dtype
 from stt2v_ray.models.blocks.text import build_tiny_tokenizer
+from stt2v_ray.models.svd.i2v import CLIP_MEAN, CLIP_STD, fit_image
 from stt2v_ray.plan.samplers import alphas_cumprod
 from stt2v_ray.plan.seeds import frame_noise
 
@@ -79,7 +79,9 @@ class I2VGenXLEnhancer(VideoEnhancer):
         dim = self.image_encoder.config.projection_dim
         shape = (1, self.latent_channels, frames, self.latent_height, self.latent_width)
         if key_frame is None:
-            return torch.zeros((2, *shape[1:]), device=self.device, dtype=dtype), torch.zeros(2, 1, dim, device=self.device, dtype=dtype)
+            return torch.zeros(
+                (2, *shape[1:]), device=self.device, dtype=dtype
+            ), torch.zeros(2, 1, dim, device=self.device, dtype=dtype)
         key = key_frame[None].to(self.device, self.vae.dtype)
         z = self.vae.encode(key).latent_dist.mean * self.scaling_factor  # (1, c, h, w)
         mask = [torch.ones_like(z) * ((i + 1) / max(frames - 1, 1)) for i in range(frames - 1)]
@@ -88,7 +90,9 @@ class I2VGenXLEnhancer(VideoEnhancer):
         x = (F.interpolate(key_frame[None].float(), size=(size, size), mode="bicubic", antialias=True) + 1) / 2
         x = (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
         embeds = self.image_encoder(pixel_values=x.to(self.device, self.image_encoder.dtype)).image_embeds[:, None]
-        return (torch.cat([torch.zeros_like(latents), latents]).to(dtype), torch.cat([torch.zeros_like(embeds), embeds]).to(dtype))
+        return (
+            torch.cat([torch.zeros_like(latents), latents]).to(dtype), torch.cat([torch.zeros_like(embeds), embeds]).to(dtype)
+        )
 
     @torch.no_grad()
     def predict(self, state: I2VGenState, x_t: torch.Tensor, step: int, context: torch.Tensor | None = None

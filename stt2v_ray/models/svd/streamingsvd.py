@@ -23,11 +23,8 @@ from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionM
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from stt2v_ray.config import BaseModelSettings, RunSettings
-from stt2v_ray.models.svd.i2v import I2VGenerator
-from stt2v_ray.models.blocks.memory import MemoryImageEncoder, MemoryUNet, MemoryVAE, chunk_feed_forwards, torch_dtype
-from stt2v_ray.models.svd.streaming_unet_stc import StreamingUNetSTC
 from stt2v_ray.models.blocks.cam import CAMInjector
-from stt2v_ray.models.svd.svd_cam import SVDFrameEncoder
+from stt2v_ray.models.blocks.memory import MemoryImageEncoder, MemoryUNet, MemoryVAE, chunk_feed_forwards, torch_dtype
 from stt2v_ray.models.svd.configs import (
     CAM_FRAME_CHANNELS,
     SVD_XT_IMAGE_ENCODER,
@@ -38,6 +35,9 @@ from stt2v_ray.models.svd.configs import (
     TOY_UNET,
     TOY_VAE,
 )
+from stt2v_ray.models.svd.i2v import I2VGenerator
+from stt2v_ray.models.svd.streaming_unet_stc import StreamingUNetSTC
+from stt2v_ray.models.svd.svd_cam import SVDFrameEncoder
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,9 @@ def _check_size(size: str) -> None:
         raise ValueError(f"size must be 'full' or 'toy', got {size!r}")
 
 
-def build_models(size: str = "full", seed: int = 0) -> tuple[StreamingUNetSTC, AutoencoderKLTemporalDecoder, CLIPVisionModelWithProjection]:
+def build_models(
+    size: str = "full", seed: int = 0
+) -> tuple[StreamingUNetSTC, AutoencoderKLTemporalDecoder, CLIPVisionModelWithProjection]:
     """Streaming UNet (SVD-XT + official CAM), temporal VAE, CLIP image encoder; float32, eval, seeded.
 
     Under `with torch.device("meta"):` this builds without memory (parameter counts)."""
@@ -182,6 +184,10 @@ def parameter_counts() -> dict[str, dict[str, int]]:
     cam = n(streaming) - n(streaming.unet)
     return {
         "streaming": {"unet (SVD-XT)": n(streaming.unet), "cam": cam, "vae": n(vae), "image_encoder": n(image_encoder)},
-        "enhancer": {"unet (I2VGen-XL)": n(e_unet), "vae": n(e_vae), "text_encoder": n(text_encoder), "image_encoder": n(e_image)},
-        "text_to_image": {"unet (SDXL)": n(sdxl.unet), "vae": n(sdxl.vae), "text_encoders": n(sdxl.text_encoder) + n(sdxl.text_encoder_2)},
+        "enhancer": {
+            "unet (I2VGen-XL)": n(e_unet), "vae": n(e_vae), "text_encoder": n(text_encoder), "image_encoder": n(e_image)
+        },
+        "text_to_image": {
+            "unet (SDXL)": n(sdxl.unet), "vae": n(sdxl.vae), "text_encoders": n(sdxl.text_encoder) + n(sdxl.text_encoder_2)
+        },
     }

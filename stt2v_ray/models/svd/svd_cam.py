@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-
 class SVDFrameEncoder(nn.Module):
     """Pixel frames ([-1, 1]) -> features at latent resolution: conv_in, (conv, conv stride 2) per
     width transition, each conv followed by LayerNorm(channels) and SiLU, then a zero-initialised conv_out."""
@@ -31,7 +30,7 @@ class SVDFrameEncoder(nn.Module):
         stride = 2 if downsample else 1
         self.conv_in = nn.Conv2d(3, widths[0], 3, padding=1)
         self.blocks, self.norms = nn.ModuleList(), nn.ModuleList()
-        for c_in, c_out in zip(widths[:-1], widths[1:]):
+        for c_in, c_out in zip(widths[:-1], widths[1:], strict=False):
             self.blocks += [nn.Conv2d(c_in, c_in, 3, padding=1), nn.Conv2d(c_in, c_out, 3, padding=1, stride=stride)]
             self.norms += [nn.LayerNorm(c_in), nn.LayerNorm(c_out)]
         self.conv_out = nn.Conv2d(widths[-1], out_channels, 3, padding=1)
@@ -42,8 +41,9 @@ class SVDFrameEncoder(nn.Module):
         # (N, 3, H, W) -> (N, out_channels, H / 2**d, W / 2**d)
         factor = 2**self.num_downsamples
         if frames.ndim != 4 or frames.shape[1] != 3 or frames.shape[-2] % factor or frames.shape[-1] % factor:
-            raise ValueError(f"SVDFrameEncoder: expected frames (N, 3, H, W) with H, W divisible by {factor}, got {tuple(frames.shape)}")
+            raise ValueError(f"SVDFrameEncoder: expected frames (N, 3, H, W) with H, W divisible by {factor}, got "
+                             f"{tuple(frames.shape)}")
         x = F.silu(self.conv_in(frames))
-        for conv, norm in zip(self.blocks, self.norms):
+        for conv, norm in zip(self.blocks, self.norms, strict=False):
             x = F.silu(norm(conv(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2))  # LayerNorm over channels
         return self.conv_out(x)

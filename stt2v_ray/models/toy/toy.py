@@ -32,9 +32,9 @@ from stt2v_ray.models.blocks.cam import CAM
 from stt2v_ray.models.blocks.enhancer import VideoEnhancer
 from stt2v_ray.models.blocks.pixel_vae import PixelShuffleVAE
 from stt2v_ray.models.blocks.sharded import load_sharded
+from stt2v_ray.models.blocks.text import BOS, EOS, bytes_to_unicode
 from stt2v_ray.models.modelscope.streaming_unet3d import StreamingUNet3D
 from stt2v_ray.models.modelscope.t2v import T2VGenerator
-from stt2v_ray.models.blocks.text import BOS, EOS, bytes_to_unicode
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights" / "toy"  # stt2v_ray/weights/toy
 PREDICTION_TYPE, BETA_SCHEDULE = "sample", "squaredcos_cap_v2"
