@@ -58,7 +58,7 @@ def preset_kind(name: str) -> str:
     """streamingsvd(-toy) / streamingt2v(-toy) / tiny, from the module of the preset's generators."""
     modules = " ".join(get_preset(name).generators.values())
     for kind in ("streamingsvd", "streamingt2v"):
-        if f"models.{kind}:" in modules:
+        if f".{kind}:" in modules:  # stt2v_ray.models.<family>.<kind>:<builder>
             return kind
     return "tiny"
 
