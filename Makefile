@@ -27,7 +27,7 @@ lint: $(STAMP)
 test: lint
 	$(VENV)/bin/pytest -q tests
 
-# No Ray cluster, no training, nothing marked slow: under 3 minutes on a 2-core CPU.
+# No Ray cluster, no training, nothing marked slow: about 3 minutes on a shared 2-core CPU.
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest -q tests -m "not ray and not train and not slow"
 

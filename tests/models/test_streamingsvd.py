@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 import yaml
 from diffusers import UNetSpatioTemporalConditionModel
@@ -31,6 +32,7 @@ def _chunk(**memory):
     return first, gen.generate_chunk(state, 1, first[-3:], first[2])
 
 
+@pytest.mark.slow  # four toy renders (~35 s): `make test-fast` leaves it out
 def test_sequential_cfg_and_ff_chunking_match_batched_and_bf16_runs():
     ref = _chunk()
     for options in ({"sequential_cfg": True}, {"ff_chunk_size": 2}):

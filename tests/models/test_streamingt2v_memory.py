@@ -11,6 +11,8 @@ from stt2v_ray.config import RunSettings
 from stt2v_ray.models.blocks.job import GenerationJob
 from stt2v_ray.models.modelscope.streamingt2v import toy_t2v
 
+pytestmark = pytest.mark.slow  # each memory mode against a reference render (~4 min in all): `make test-fast` leaves it out
+
 JOB = GenerationJob("a", "a cat on a sofa", "blurry", 3)
 
 

@@ -15,6 +15,8 @@ from stt2v_ray.metrics.track import track_object
 from stt2v_ray.video.decode import read_video
 from stt2v_ray.video.frames import from_uint8
 
+pytestmark = pytest.mark.slow  # renders two 64-frame videos with the trained toy (~1.5 min): `make test-fast` leaves it out
+
 PROMPTS = [
     ("red-circle", "a red circle moving right on a black background", 11),
     ("blue-square", "a blue square moving down on a white background", 12),
