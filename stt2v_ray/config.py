@@ -198,7 +198,7 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 def setting_keys(model: type[BaseModel] = RunSettings, prefix: str = "") -> list[tuple[str, str]]:
-    """Every dotted key with its description, for --help and the README."""
+    """Every dotted key with its description, for --help (docs/settings.md has more: stt2v_ray.settings_doc)."""
     rows: list[tuple[str, str]] = []
     for name, field in model.model_fields.items():
         ann = field.annotation

@@ -106,7 +106,7 @@ def render() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stt2v_ray.settings_doc", description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="?", type=Path, default=DEFAULT_PATH, help="the file to write (default: docs/settings.md)")
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when the file differs from what would be written")
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when the file is not what would be written")
     args = parser.parse_args(argv)
     text = render()
     if args.check:
