@@ -87,11 +87,15 @@ class EnhanceSettings(Strict):
 
 
 class InterpolateSettings(Strict):
+    """Frame interpolation after enhancement: raises the frame rate."""
+
     factor: int = Field(2, ge=1, le=16, description="Frame-rate multiplier (1 = off).")
     method: Literal["flow"] = Field("flow", description="flow: optical flow + warping on CPU.")
 
 
 class EncodeSettings(Strict):
+    """H.264 encoding of the final frames with ffmpeg (libx264, yuv420p)."""
+
     crf: int = Field(18, ge=0, le=51, description="x264 constant rate factor (lower = better).")
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"] = Field(
         "medium", description="x264 speed preset."
@@ -223,7 +227,7 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 def setting_keys(model: type[BaseModel] = RunSettings, prefix: str = "") -> list[tuple[str, str]]:
-    """Every dotted key with its description, for --help and the README."""
+    """Every dotted key with its description, for --help (docs/settings.md has more: stt2v_ray.settings_doc)."""
     rows: list[tuple[str, str]] = []
     for name, field in model.model_fields.items():
         ann = field.annotation
