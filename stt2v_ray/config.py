@@ -136,6 +136,18 @@ class MemorySettings(Strict):
     sequential_cfg: bool = Field(False, description="Run the conditional and unconditional CFG halves one after the other instead of as one batch (less memory, slower).")
 
 
+class InputSettings(Strict):
+    """What input files may make the run read. Set by the user (--set, --allow-image-uri), never by a manifest."""
+
+    allow_image_uris: list[str] = Field(
+        default_factory=list,
+        description="URI prefixes images may come from besides the input's own folder/prefix, e.g. [https://cdn.example.com/img/, /data/images/]. "
+                    "Link-local and metadata addresses stay refused.",
+    )
+    max_image_bytes: int = Field(64 * 2**20, ge=1, le=2**40, description="Largest image file read, in bytes (checked before reading).")
+    max_image_pixels: int = Field(64_000_000, ge=1, le=2**40, description="Largest image decoded, width x height (read from the header before decoding).")
+
+
 class RunSettings(Strict):
     preset: str = Field("tiny", description="Model preset by name (`stt2v-ray presets` lists them).")
 
@@ -164,6 +176,7 @@ class RunSettings(Strict):
     ray: RaySettings = Field(default_factory=RaySettings)
     weights: WeightsSettings = Field(default_factory=WeightsSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    inputs: InputSettings = Field(default_factory=InputSettings, description="Image URI policy and image size caps.")
 
 
 # ---------------------------------------------------------------- layering helpers
