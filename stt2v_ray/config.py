@@ -200,7 +200,10 @@ def parse_override(text: str) -> dict[str, Any]:
     parts = key.strip().split(".")
     if not all(parts):
         raise ValueError(f"--set {text!r}: empty key segment")
-    value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as error:  # e.g. '[a?b]': an error to report, not a traceback
+        raise ValueError(f"--set {text!r}: the value is not valid YAML ({getattr(error, 'problem', None) or error})") from None
     for part in reversed(parts):
         value = {part: value}
     return value

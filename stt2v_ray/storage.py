@@ -69,7 +69,10 @@ def parse_storage_options(items: list[str]) -> dict[str, Any]:
             if not isinstance(child, dict):
                 raise ValueError(f"storage option {item!r}: {part!r} is already set to a value")
             node = child
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as error:
+            raise ValueError(f"storage option {item!r}: the value is not valid YAML ({getattr(error, 'problem', None) or error})") from None
     return options
 
 
