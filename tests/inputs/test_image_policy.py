@@ -287,7 +287,7 @@ def test_secrets_never_reach_validation_errors(tmp_path):
     assert "https://user:***@cdn.example.com/x.png?X-Amz-Signature=***" in issue.message
 
 
-def test_secrets_never_reach_run_json_or_the_output_line(tmp_path, capsys):
+def test_secrets_never_reach_run_json(tmp_path, capsys):
     import fsspec
 
     mem = fsspec.filesystem("memory")
