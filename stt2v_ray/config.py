@@ -141,11 +141,13 @@ class InputSettings(Strict):
 
     allow_image_uris: list[str] = Field(
         default_factory=list,
-        description="URI prefixes images may come from besides the input's own folder/prefix, e.g. [https://cdn.example.com/img/, /data/images/]. "
-                    "Link-local and metadata addresses stay refused.",
+        description="URI prefixes images may come from besides the input's own folder/prefix, "
+                    "e.g. [https://cdn.example.com/img/, /data/images/]. Link-local and metadata addresses stay refused.",
     )
-    max_image_bytes: int = Field(64 * 2**20, ge=1, le=2**40, description="Largest image file read, in bytes (checked before reading).")
-    max_image_pixels: int = Field(64_000_000, ge=1, le=2**40, description="Largest image decoded, width x height (read from the header before decoding).")
+    max_image_bytes: int = Field(64 * 2**20, ge=1, le=2**40,
+                                 description="Largest image file read, in bytes (checked before reading).")
+    max_image_pixels: int = Field(64_000_000, ge=1, le=2**40,
+                                  description="Largest image decoded, width x height (read from the header before decoding).")
 
 
 class RunSettings(Strict):

@@ -62,17 +62,19 @@ def parse_storage_options(items: list[str]) -> dict[str, Any]:
         key, raw = item.split("=", 1)
         parts = key.strip().split(".")
         if not all(parts):
-            raise ValueError(f"storage option {item!r}: empty key segment")
+            raise ValueError(f"storage option {key.strip()!r}: empty key segment")
         node = options
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ValueError(f"storage option {item!r}: {part!r} is already set to a value")
+                raise ValueError(f"storage option {key.strip()!r}: {part!r} is already set to a value")
             node = child
         try:
             node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as error:
-            raise ValueError(f"storage option {item!r}: the value is not valid YAML ({getattr(error, 'problem', None) or error})") from None
+            problem = getattr(error, "problem", None) or error
+            # The key only: the value may be a secret.
+            raise ValueError(f"storage option {key.strip()!r}: the value is not valid YAML ({problem})") from None
     return options
 
 

@@ -135,7 +135,8 @@ class ImagePolicy:
             inside = any(_under(real, _real(p)) for p in prefixes if is_local(p) and "://" not in p) or any(
                 _under(uri, p) for p in self.allowed)
         if not inside:
-            return f"{shown}: {self._why_outside(uri, ref)}; allow it with --allow-image-uri PREFIX or --set inputs.allow_image_uris=[PREFIX]"
+            return (f"{shown}: {self._why_outside(uri, ref)}; "
+                    "allow it with --allow-image-uri PREFIX or --set inputs.allow_image_uris=[PREFIX]")
         if host is not None and resolve:
             problem = resolved_refusal(*host)
             if problem:

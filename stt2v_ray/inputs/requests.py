@@ -59,10 +59,12 @@ class VideoRequest(BaseModel):
     id: Annotated[str, BeforeValidator(_id_text)] = Field("", description="Output file name stem; derived from the content when absent.")
     prompt: str = Field("", description="Text prompt.")
     negative_prompt: str = Field("", description="Negative prompt for classifier-free guidance.")
-    image: str | None = Field(None, min_length=1, description="Conditioning image (image-to-video): absolute path or URI.")
+    image: str | None = Field(None, min_length=1, description="Conditioning image (image-to-video): a path relative to "
+                              "the input's folder, or a URI under an allowed prefix.")
     num_frames: WholeNumber = Field(
         ge=1, le=MAX_FRAMES,
-        description="Exact frame count of the final MP4; when a manifest entry, its defaults and a Parquet row leave it out, the preset's default_num_frames.",
+        description="Exact frame count of the final MP4; when a manifest entry, its defaults and a Parquet row leave it "
+                    "out, the preset's default_num_frames.",
     )
     fps: WholeNumber | None = Field(None, ge=1, le=240, description="Frames per second; None uses encode.default_fps.")
     seed: WholeNumber = Field(0, ge=0, le=MAX_SEED, description="Seed of every random draw of this video.")

@@ -140,8 +140,9 @@ class InputSource:
                 family = "i2v" if request.image is not None else "t2v"
                 if families is not None and family not in families:
                     field = "image" if family == "i2v" else "prompt"
+                    kind = "image" if family == "i2v" else "text"
                     issues.add(InputIssue(file, location, field, f"preset {settings.preset!r} has no "
-                                          f"{'image' if family == 'i2v' else 'text'}-to-video model (it has: {', '.join(families)})"))
+                                          f"{kind}-to-video model (it has: {', '.join(families)})"))
             ref = raw.get("image")
             if isinstance(ref, str) and ref:
                 problem = images.check(resolve_uri(base_dir, ref), ref)
@@ -272,11 +273,12 @@ def _explicit_id(raw: dict[str, Any]) -> str | None:
         return None
 
 
-def _default_num_frames(preset_name: Any) -> int | None:
+def _default_num_frames(preset_name: Any) -> int:
     from stt2v_ray.presets import PRESETS
 
+    # An unknown preset is reported as such; the default one's frame count avoids a second, misleading error.
     preset = PRESETS.get(preset_name) if isinstance(preset_name, str) else None
-    return preset.default_num_frames if preset is not None else None
+    return (preset or PRESETS["tiny"]).default_num_frames
 
 
 def _families_of_preset(name: str) -> list[str] | None:

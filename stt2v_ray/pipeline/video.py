@@ -23,10 +23,15 @@ from stt2v_ray.inputs.images import ImagePolicy
 from stt2v_ray.models.job import GenerationJob
 from stt2v_ray.pipeline.base import stream_base_chunks
 from stt2v_ray.pipeline.enhance import EnhanceRecipe, enhance_stream
-from stt2v_ray.plan.chunks import EnhancePlan, base_frames_for_output, base_plan, enhance_plan
+from stt2v_ray.plan.chunks import (
+    EnhancePlan,
+    base_frames_for_output,
+    base_plan,
+    enhance_plan,
+)
+from stt2v_ray.storage import redact_text, redact_uri
 from stt2v_ray.video.contact import ContactSheet
 from stt2v_ray.video.encode import Mp4Writer
-from stt2v_ray.storage import redact_text, redact_uri
 from stt2v_ray.video.frames import load_image, to_uint8
 from stt2v_ray.video.interpolate import StreamingInterpolator
 

@@ -40,8 +40,8 @@ scalars = st.one_of(
     st.text(max_size=12),
     st.sampled_from(IMAGE_REFS),
 )
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-                      max_leaves=8)
+values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
 entry = st.one_of(st.dictionaries(st.sampled_from(KEYS), st.one_of(scalars, values), max_size=6), values)
 settings_map = st.one_of(
     st.fixed_dictionaries({}, optional={"preset": st.sampled_from(["tiny", "toy", "streamingsvd", "x", 3]),
@@ -94,7 +94,9 @@ def _check(path: str, overrides: list[str]) -> None:
     assert "hunter2" not in output and "X-Amz-Signature=abc" not in output, output
 
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# STT2V_FUZZ_EXAMPLES=2000 for a longer hunt; the default keeps the file near 30 s on a small CI machine.
+EXAMPLES = int(os.environ.get("STT2V_FUZZ_EXAMPLES", "150"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FUZZ
@@ -132,7 +134,7 @@ column = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=max(1, EXAMPLES * 2 // 5), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(columns=st.dictionaries(st.sampled_from(KEYS + list(RESULT_COLUMNS)), column, min_size=1, max_size=5),
        overrides=st.lists(st.sampled_from(SETS), max_size=1))
 def test_validate_never_crashes_on_parquet_rows(columns, overrides):

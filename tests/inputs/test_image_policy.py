@@ -302,3 +302,13 @@ def test_secrets_never_reach_run_json(tmp_path, capsys):
     run = (out / "run.json").read_text()
     assert "topsecret" not in json.loads(run)["overrides"][-1] and "sig=***" in run.split('"overrides"')[1]
     assert "pw@" not in json.loads(run)["overrides"][-1]
+
+
+def test_values_that_are_not_yaml_are_errors_not_tracebacks(tmp_path, capsys):
+    # Found by the fuzz test: yaml.safe_load raised through --set and --storage-option.
+    uri = write(tmp_path, "prompts: [{prompt: x}]")
+    assert main(["validate", uri, "--set", "t2v.chunk_frames=["]) == 2
+    assert "--set 't2v.chunk_frames=[': the value is not valid YAML" in capsys.readouterr().err
+    assert main(["validate", uri, "--storage-option", "secret=[hunter2"]) == 2
+    err = capsys.readouterr().err
+    assert "storage option 'secret': the value is not valid YAML" in err and "hunter2" not in err
