@@ -160,6 +160,15 @@ class ImagePolicy:
         return f"outside the input's folder {root} (a symbolic link?)"
 
 
+def image_storage_options(uri: str, options: dict | None) -> dict:
+    """fsspec options to read an image with. HTTP(S): redirects are not followed (an allowed host could
+    otherwise send the request on to a metadata address), and the input's options (S3 endpoints, keys)
+    are not sent to a web server."""
+    if protocol_of(uri) in ("http", "https"):
+        return {"allow_redirects": False}
+    return dict(options or {})
+
+
 def policy_for(roots: list[str] | tuple[str, ...], allowed: list[str] | tuple[str, ...]) -> ImagePolicy:
     return ImagePolicy(tuple(roots), tuple(allowed))
 

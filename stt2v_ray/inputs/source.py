@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from stt2v_ray.config import InputSettings, RunSettings, deep_merge, parse_override
 from stt2v_ray.inputs.errors import InputError, InputIssue, IssueList, issues_from_validation
 from stt2v_ray.inputs.ids import IdRegistry
-from stt2v_ray.inputs.images import ImagePolicy
+from stt2v_ray.inputs.images import ImagePolicy, image_storage_options
 from stt2v_ray.inputs.manifest import Manifest, load_manifest
 from stt2v_ray.inputs.parquet import PARQUET_SUFFIXES, ParquetDataset
 from stt2v_ray.inputs.requests import VideoRequest, check_id, request_from
@@ -225,7 +225,7 @@ class _ImageChecker:
         same = protocol_of(uri) == self._protocol
         shown = redact_text(uri)
         try:
-            fs, path = filesystem(uri, self._options if same else storage_options_for(uri, None))
+            fs, path = filesystem(uri, image_storage_options(uri, self._options if same else storage_options_for(uri, None)))
             try:
                 info = fs.info(path)
             except FileNotFoundError:

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import torch
 
 from stt2v_ray.config import InputSettings, RunSettings
-from stt2v_ray.inputs.images import ImagePolicy
+from stt2v_ray.inputs.images import ImagePolicy, image_storage_options
 from stt2v_ray.models.job import GenerationJob
 from stt2v_ray.pipeline.base import stream_base_chunks
 from stt2v_ray.pipeline.enhance import EnhanceRecipe, enhance_stream
@@ -134,7 +134,7 @@ def open_image(uri: str, storage_options: dict | None, inputs: InputSettings) ->
     if problem:
         raise ImageRefused(f"image refused: {problem}")
     try:
-        return load_image(uri, storage_options, inputs.max_image_bytes, inputs.max_image_pixels)
+        return load_image(uri, image_storage_options(uri, storage_options), inputs.max_image_bytes, inputs.max_image_pixels)
     except ValueError as error:  # over a cap, or not an image
         raise ImageRefused(redact_text(str(error))) from None
     except OSError as error:  # the backend's message may quote a signed URL; keep the type (FileNotFoundError...)

@@ -312,3 +312,39 @@ def test_values_that_are_not_yaml_are_errors_not_tracebacks(tmp_path, capsys):
     assert main(["validate", uri, "--storage-option", "secret=[hunter2"]) == 2
     err = capsys.readouterr().err
     assert "storage option 'secret': the value is not valid YAML" in err and "hunter2" not in err
+
+
+def test_an_allowed_web_server_cannot_redirect_an_image_read(tmp_path):
+    # A real HTTP server on 127.0.0.1 that answers every image with a redirect: neither validation nor the
+    # worker follows it, so the redirect target is never requested.
+    import http.server
+    import threading
+
+    requested = []
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            requested.append(self.path)
+            self.send_response(302)
+            self.send_header("Location", "/secret.png")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        prefix = f"http://127.0.0.1:{server.server_port}/img/"
+        uri = write(tmp_path, f"prompts: [{{prompt: x, image: {prefix}a.png}}]")
+        open_input(uri).validate([f"inputs.allow_image_uris=[{prefix}]"])
+        request = VideoRequest(prompt="x", image=prefix + "a.png", num_frames=2)
+        with pytest.raises(Exception):
+            video_module.make_job(request, None, InputSettings(allow_image_uris=[prefix]))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert requested and all(path == "/img/a.png" for path in requested), requested
