@@ -342,7 +342,7 @@ def test_an_allowed_web_server_cannot_redirect_an_image_read(tmp_path):
         uri = write(tmp_path, f"prompts: [{{prompt: x, image: {prefix}a.png}}]")
         open_input(uri).validate([f"inputs.allow_image_uris=[{prefix}]"])
         request = VideoRequest(prompt="x", image=prefix + "a.png", num_frames=2)
-        with pytest.raises(Exception):
+        with pytest.raises(video_module.ImageRefused):
             video_module.make_job(request, None, InputSettings(allow_image_uris=[prefix]))
     finally:
         server.shutdown()
