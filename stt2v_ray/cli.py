@@ -34,6 +34,9 @@ def _add_input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage-option", dest="storage_options", action="append", default=[], metavar="KEY=VALUE",
                    help="fsspec storage option for input and output URLs, e.g. endpoint_url=http://host:9000 "
                         "(default: the standard AWS_* environment variables)")
+    p.add_argument("--allow-image-uri", dest="allow_image_uris", action="append", default=[], metavar="PREFIX",
+                   help="also read images under this prefix (repeatable), e.g. https://cdn.example.com/img/ or /data/images; "
+                        "by default only paths inside the input's folder are read. Metadata addresses stay refused")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,8 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     from stt2v_ray.errors import ExecutorStartError
     from stt2v_ray.inputs.errors import InputError
     from stt2v_ray.models.blocks.weights import MissingWeightsError
-    from stt2v_ray.storage import parse_storage_options
+    from stt2v_ray.storage import parse_storage_options, redact_uri
 
+    if args.allow_image_uris:  # a JSON list is a YAML value, whatever characters the prefixes hold
+        import json
+
+        args.overrides = args.overrides + [f"inputs.allow_image_uris={json.dumps(args.allow_image_uris)}"]
     try:
         options = parse_storage_options(args.storage_options)
     except ValueError as exc:
@@ -128,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             from stt2v_ray.run import load_and_validate
 
             source, _ = load_and_validate(args.input, args.overrides, options)
-            print(f"{args.input}: ok ({source.count()} videos)")
+            print(f"{redact_uri(args.input)}: ok ({source.count()} videos)")
             return 0
         from stt2v_ray.progress import Progress
         from stt2v_ray.run import render
@@ -136,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = render(args.input, args.output, args.overrides, options,
                          progress=Progress(quiet=args.quiet) if args.quiet else None)
     except InputError as exc:
-        print(f"{args.input}: {len(exc.issues)} error(s):\n{exc}", file=sys.stderr)
+        print(f"{redact_uri(args.input)}: {len(exc.issues)} error(s):\n{exc}", file=sys.stderr)
         return 2
     except MissingWeightsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -144,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     except ExecutorStartError as exc:
         print(f"error: could not start the executor, nothing was rendered: {exc}", file=sys.stderr)
         return 2
-    print(f"{summary.ok}/{summary.total} videos ok, {summary.failed} failed, {summary.seconds:.1f}s -> {summary.output}")
+    print(f"{summary.ok}/{summary.total} videos ok, {summary.failed} failed, "
+          f"{summary.seconds:.1f}s -> {redact_uri(summary.output)}")
     if args.evaluate and summary.ok:
         code = _evaluate(args.output, args.storage_options)
         if code:

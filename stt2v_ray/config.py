@@ -167,6 +167,20 @@ class MemorySettings(Strict):
                                                     "instead of as one batch (less memory, slower).")
 
 
+class InputSettings(Strict):
+    """What input files may make the run read. Set by the user (--set, --allow-image-uri), never by a manifest."""
+
+    allow_image_uris: list[str] = Field(
+        default_factory=list,
+        description="URI prefixes images may come from besides the input's own folder/prefix, "
+                    "e.g. [https://cdn.example.com/img/, /data/images/]. Link-local and metadata addresses stay refused.",
+    )
+    max_image_bytes: int = Field(64 * 2**20, ge=1, le=2**40,
+                                 description="Largest image file read, in bytes (checked before reading).")
+    max_image_pixels: int = Field(64_000_000, ge=1, le=2**40,
+                                  description="Largest image decoded, width x height (read from the header before decoding).")
+
+
 class RunSettings(Strict):
     preset: str = Field("tiny", description="Model preset by name (`stt2v-ray presets` lists them).")
 
@@ -197,6 +211,7 @@ class RunSettings(Strict):
     ray: RaySettings = Field(default_factory=RaySettings)
     weights: WeightsSettings = Field(default_factory=WeightsSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    inputs: InputSettings = Field(default_factory=InputSettings, description="Image URI policy and image size caps.")
 
 
 # ---------------------------------------------------------------- layering helpers
@@ -220,7 +235,10 @@ def parse_override(text: str) -> dict[str, Any]:
     parts = key.strip().split(".")
     if not all(parts):
         raise ValueError(f"--set {text!r}: empty key segment")
-    value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as error:  # e.g. '[a?b]': an error to report, not a traceback
+        raise ValueError(f"--set {text!r}: the value is not valid YAML ({getattr(error, 'problem', None) or error})") from None
     for part in reversed(parts):
         value = {part: value}
     return value

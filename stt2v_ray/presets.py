@@ -40,6 +40,8 @@ class Preset:
     weights: str = "random"
     sources: tuple[WeightSource, ...] = ()
     notes: list[str] = field(default_factory=list)
+    # Frames of a video whose request and the manifest's defaults leave num_frames out (the original's --num_frames).
+    default_num_frames: int = 16
 
     def builder(self, what: str) -> Callable[..., Any]:
         path = {"enhancer": self.enhancer, "interpolator": self.interpolator}.get(what) or self.generators.get(what)
@@ -102,6 +104,7 @@ STREAMINGSVD = Preset(
     interpolator="stt2v_ray.video.ema_vfi:build_ema_vfi",
     weights="pretrained",
     sources=_SVD_SOURCES,
+    default_num_frames=200,  # the original's inference_i2v.py --num_frames default
     notes=[
         "The enhancer runs at the base size (scale 1): the original resizes 1024x576 to 1280x720, which is not an integer scale.",
         "Each enhancer chunk is conditioned on its own key frame (its first frame, enhanced alone first), as StreamingSVD does.",
@@ -156,6 +159,7 @@ STREAMINGT2V = Preset(
     enhancer="stt2v_ray.models.modelscope.streamingt2v:enhancer",
     weights="pretrained",
     sources=_T2V_SOURCES,
+    default_num_frames=24,  # the original's t2v_enhanced/inference.py --num_frames default
     notes=[
         "Enhancer: I2VGen-XL replaces the original's MS-Vid2Vid-XL (damo/Video-to-Video), which has no diffusers format.",
         "Enhanced size 768x768 (scale 3 of 256): the original pads to 1280x720 and keeps a 720x720 picture; the enhancer "
@@ -201,6 +205,7 @@ TOY = Preset(
     generators={"t2v": "stt2v_ray.models.toy.toy:t2v"},
     enhancer="stt2v_ray.models.toy.toy:enhancer",
     weights="shipped",
+    default_num_frames=48,  # 2 s at 24 fps: long enough to see the object move
     notes=[
         "Colours: red, green, blue, yellow, magenta, cyan, orange; shapes: circle, square, triangle; directions: left, "
         "right, up, down; backgrounds: black, white, gray. Trained without the speed words (slowly/quickly).",

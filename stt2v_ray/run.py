@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 from stt2v_ray.config import RunSettings
 from stt2v_ray.inputs.errors import InputError
+from stt2v_ray.inputs.images import with_input_roots
 from stt2v_ray.inputs.source import InputSource, open_input
 from stt2v_ray.presets import PRESETS
 from stt2v_ray.progress import Progress
 from stt2v_ray.results import ResultsTable, Timeline, package_versions, write_run_json
-from stt2v_ray.storage import join_uri, redact, storage_options_for
+from stt2v_ray.storage import join_uri, redact, redact_text, redact_uri, storage_options_for
 
 
 @dataclass
@@ -109,7 +110,8 @@ def render(input_uri: str, output_uri: str, overrides: list[str] | None = None,
     timeline, results = Timeline(), ResultsTable()
     started = time.time()
     ok = failed = 0
-    executor = make_executor(settings)
+    # The workers never see the input: its folder travels as an allowed image prefix (inputs.images).
+    executor = make_executor(with_input_roots(settings, source.image_roots()))
     executor.start(out_options)  # raises (nothing written) when the pools cannot be placed
     try:
         for row, extra in executor.run(source.iter_requests(), output_uri, out_options, timeline, progress):
@@ -122,10 +124,10 @@ def render(input_uri: str, output_uri: str, overrides: list[str] | None = None,
         results.write(join_uri(output_uri, "results.parquet"), out_options)
         timeline.write(join_uri(output_uri, "timeline.parquet"), out_options)
         write_run_json(join_uri(output_uri, "run.json"), {
-            "input": input_uri,
-            "output": output_uri,
+            "input": redact_uri(input_uri),
+            "output": redact_uri(output_uri),
             "settings": settings.model_dump(mode="json"),
-            "overrides": overrides,
+            "overrides": [redact_text(o) for o in overrides],
             "storage_options": redact(storage_options or {}),
             "versions": package_versions(),
             "started": _iso(started),

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import re
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,14 +63,19 @@ def parse_storage_options(items: list[str]) -> dict[str, Any]:
         key, raw = item.split("=", 1)
         parts = key.strip().split(".")
         if not all(parts):
-            raise ValueError(f"storage option {item!r}: empty key segment")
+            raise ValueError(f"storage option {key.strip()!r}: empty key segment")
         node = options
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ValueError(f"storage option {item!r}: {part!r} is already set to a value")
+                raise ValueError(f"storage option {key.strip()!r}: {part!r} is already set to a value")
             node = child
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or error
+            # The key only: the value may be a secret.
+            raise ValueError(f"storage option {key.strip()!r}: the value is not valid YAML ({problem})") from None
     return options
 
 
@@ -159,3 +166,62 @@ def redact(options: dict[str, Any]) -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+# ---------------------------------------------------------------- credentials in URIs
+
+# Query parameters that carry a credential or a signature (S3/GCS/Azure presigned URLs, OAuth tokens).
+_SECRET_QUERY = re.compile(r"(signature|credential|token|secret|password|passwd|^sig$|^key$|apikey|api_key|^auth)", re.I)
+_URI_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_uri(uri: str) -> str:
+    """A URI safe to print or record: a password in user:password@ and secret query values become '***'.
+
+    redact_uri('https://u:pw@h/x?X-Amz-Signature=abc&v=1') -> 'https://u:***@h/x?X-Amz-Signature=***&v=1'
+    """
+    if "://" not in uri:
+        return uri
+    try:
+        parts = urllib.parse.urlsplit(uri)
+    except ValueError:  # e.g. an invalid IPv6 literal: keep only the scheme, the rest may hold anything
+        return uri.split("://", 1)[0] + "://***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{host}" if ":" in userinfo else f"***@{host}"
+    query = parts.query
+    if query:
+        pairs = []
+        for pair in query.split("&"):
+            name, sep, value = pair.partition("=")
+            secret = _SECRET_QUERY.search(urllib.parse.unquote_plus(name))
+            pairs.append(f"{name}{sep}***" if secret and sep else pair)
+        query = "&".join(pairs)
+    if netloc == parts.netloc and query == parts.query:
+        return uri
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_text(text: str) -> str:
+    """Every URI inside a message (an error, a log line) passed through `redact_uri`."""
+    def one(match: re.Match) -> str:
+        uri = match.group(0)
+        core = uri.rstrip(".,:;)]")  # punctuation that ends the sentence, not the URI
+        return redact_uri(core) + uri[len(core):]
+
+    return _URI_IN_TEXT.sub(one, text) if "://" in text else text
+
+
+def read_capped(uri: str, storage_options: dict[str, Any] | None, max_bytes: int) -> bytes:
+    """The bytes of a file, refusing one larger than max_bytes: checked before reading, and never read past the cap."""
+    fs, path = filesystem(uri, storage_options)
+    size = fs.size(path)
+    if size is not None and size > max_bytes:
+        raise ValueError(f"{redact_uri(uri)}: {size} bytes, more than the limit of {max_bytes}")
+    with fs.open(path, "rb") as f:
+        data = f.read(max_bytes + 1)  # a size the backend did not know, or a file that grew
+    if len(data) > max_bytes:
+        raise ValueError(f"{redact_uri(uri)}: more than the limit of {max_bytes} bytes")
+    return data

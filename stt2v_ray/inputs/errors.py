@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
 
+from stt2v_ray.storage import redact_text
+
 
 @dataclass(frozen=True)
 class InputIssue:
@@ -13,6 +15,11 @@ class InputIssue:
     location: str    # "prompts[3]", "row 17" (0-based across the dataset), "settings", "line 4", or ""
     field: str       # dotted field name, or "" when the problem is not about one field
     message: str
+
+    def __post_init__(self) -> None:
+        # Credentials in a URI (user:password@, signed query strings) never reach an error message.
+        object.__setattr__(self, "file", redact_text(str(self.file)))
+        object.__setattr__(self, "message", redact_text(str(self.message)))
 
     def __str__(self) -> str:
         return ": ".join(part for part in (self.file, self.location, self.field, self.message) if part)
@@ -26,6 +33,32 @@ class InputError(Exception):
         if not self.issues:
             raise ValueError("InputError needs at least one issue")
         super().__init__("\n".join(str(issue) for issue in self.issues))
+
+
+class IssueList:
+    """The first `limit` issues, and a count of the rest: memory stays bounded however many rows are bad."""
+
+    def __init__(self, limit: int, file: str):
+        self.limit, self.file = limit, file
+        self.items: list[InputIssue] = []
+        self.omitted = 0
+
+    def add(self, issue: InputIssue) -> None:
+        if len(self.items) < self.limit:
+            self.items.append(issue)
+        else:
+            self.omitted += 1
+
+    def extend(self, issues: Iterable[InputIssue]) -> None:
+        for issue in issues:
+            self.add(issue)
+
+    def listed(self) -> list[InputIssue]:
+        """The issues kept, and one line that counts those left out."""
+        if not self.omitted:
+            return list(self.items)
+        return self.items + [InputIssue(self.file, "", "", f"... and {self.omitted} more error(s) not listed "
+                                        f"(the first {self.limit} are above)")]
 
 
 def issues_from_validation(

@@ -5,6 +5,10 @@
     prompts:
       - {id: cat, prompt: "a cat surfing"}
       - {prompt: "a dog", image: dog.png}  # relative to the manifest's folder
+      - {prompt: "a bird"}                 # num_frames: the preset's default_num_frames
+
+Images must lie inside the manifest's folder unless the user allows a prefix (see
+stt2v_ray/inputs/images.py and docs/inputs.md); the manifest cannot set `settings.inputs` itself.
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stt2v_ray.inputs.errors import InputIssue, issues_from_validation
+from stt2v_ray.results import RESULT_COLUMNS
 from stt2v_ray.storage import resolve_uri
 
 MAX_FRAMES = 100_000
@@ -59,8 +60,13 @@ class VideoRequest(BaseModel):
             "absent.")
     prompt: str = Field("", description="Text prompt.")
     negative_prompt: str = Field("", description="Negative prompt for classifier-free guidance.")
-    image: str | None = Field(None, min_length=1, description="Conditioning image (image-to-video): absolute path or URI.")
-    num_frames: WholeNumber = Field(ge=1, le=MAX_FRAMES, description="Exact frame count of the final MP4.")
+    image: str | None = Field(None, min_length=1, description="Conditioning image (image-to-video): a path relative to "
+                              "the input's folder, or a URI under an allowed prefix.")
+    num_frames: WholeNumber = Field(
+        ge=1, le=MAX_FRAMES,
+        description="Exact frame count of the final MP4; when a manifest entry, its defaults and a Parquet row leave it "
+                    "out, the preset's default_num_frames.",
+    )
     fps: WholeNumber | None = Field(None, ge=1, le=240, description="Frames per second; None uses encode.default_fps.")
     seed: WholeNumber = Field(0, ge=0, le=MAX_SEED, description="Seed of every random draw of this video.")
 
@@ -103,15 +109,25 @@ def derive_id(request: VideoRequest) -> str:
 FIELDS = tuple(VideoRequest.model_fields)
 
 
-def request_from(raw: dict[str, Any], base_dir: str, file: str, location: str) -> tuple[VideoRequest | None, list[InputIssue]]:
-    """Validate one manifest entry / Parquet row (nulls mean "not set"; relative images join `base_dir`)."""
+def request_from(raw: dict[str, Any], base_dir: str, file: str, location: str,
+                 default_num_frames: int | None = None) -> tuple[VideoRequest | None, list[InputIssue]]:
+    """Validate one manifest entry / Parquet row (nulls mean "not set"; relative images join `base_dir`).
+
+    default_num_frames: the preset's, used when the entry (with the manifest's defaults) leaves num_frames out.
+    """
     values = {k: v for k, v in raw.items() if v is not None}
+    if "num_frames" not in values and default_num_frames is not None:
+        values["num_frames"] = default_num_frames
     if isinstance(values.get("image"), str) and values["image"]:
         values["image"] = resolve_uri(base_dir, values["image"])
     try:
         return VideoRequest.model_validate(values), []
     except ValidationError as error:
         issues = issues_from_validation(error, VideoRequest, file, location, whole="prompt")
+    # A field named like a results column is a clash, not a typo: say so.
+    issues = [InputIssue(i.file, i.location, i.field, f"{i.field!r} is a column of results.parquet, not a request field "
+                         "(manifest entries carry no extra columns)")
+              if i.field in RESULT_COLUMNS and i.message.startswith("unknown field") else i for i in issues]
     # The cross-field rule runs only once every field is valid; report it with the others.
     prompt = values.get("prompt", "")
     if isinstance(prompt, str) and not prompt.strip() and "image" not in values:

@@ -18,11 +18,18 @@ from dataclasses import dataclass, field
 
 import torch
 
-from stt2v_ray.config import RunSettings
+from stt2v_ray.config import InputSettings, RunSettings
+from stt2v_ray.inputs.images import ImagePolicy, image_storage_options
 from stt2v_ray.models.blocks.job import GenerationJob
 from stt2v_ray.pipeline.base import stream_base_chunks
 from stt2v_ray.pipeline.enhance import EnhanceRecipe, enhance_stream
-from stt2v_ray.plan.chunks import EnhancePlan, base_frames_for_output, base_plan, enhance_plan
+from stt2v_ray.plan.chunks import (
+    EnhancePlan,
+    base_frames_for_output,
+    base_plan,
+    enhance_plan,
+)
+from stt2v_ray.storage import redact_text, redact_uri
 from stt2v_ray.video.contact import ContactSheet
 from stt2v_ray.video.encode import Mp4Writer
 from stt2v_ray.video.frames import load_image, to_uint8
@@ -108,11 +115,35 @@ class _Span:
         return False
 
 
-def make_job(request, storage_options: dict | None = None) -> GenerationJob:
-    image = load_image(request.image, storage_options) if request.image else None
+def make_job(request, storage_options: dict | None = None, inputs: InputSettings | None = None) -> GenerationJob:
+    """The request as the models see it; its image is opened only if the image policy allows it (checked again
+    here, after validation: the allowed prefixes include the input's folder, see inputs.images.with_input_roots)."""
+    image = open_image(request.image, storage_options, inputs or InputSettings()) if request.image else None
     return GenerationJob(
         id=request.id, prompt=request.prompt, negative_prompt=request.negative_prompt, seed=request.seed, image=image
     )
+
+
+class ImageRefused(ValueError):
+    """An image the policy refuses or the caps reject: deterministic, so never worth a retry."""
+
+
+def open_image(uri: str, storage_options: dict | None, inputs: InputSettings) -> torch.Tensor:
+    """The image as (3,H,W), if the policy allows it and it is within the caps; errors name it with secrets redacted."""
+    problem = ImagePolicy(allowed=tuple(inputs.allow_image_uris)).refusal(uri)
+    if problem:
+        raise ImageRefused(f"image refused: {problem}")
+    try:
+        return load_image(uri, image_storage_options(uri, storage_options), inputs.max_image_bytes, inputs.max_image_pixels)
+    except ValueError as error:  # over a cap, or not an image
+        raise ImageRefused(redact_text(str(error))) from None
+    except OSError as error:  # the backend's message may quote a signed URL; keep the type (FileNotFoundError...)
+        message = f"image {redact_uri(uri)}: {redact_text(str(error))}"
+        try:
+            redacted = type(error)(message)
+        except Exception:  # noqa: BLE001 - an OSError subclass whose constructor wants other arguments
+            redacted = OSError(message)
+        raise redacted from None
 
 
 def render_video(request, settings: RunSettings, components, video_uri: str, clock: StageClock,
@@ -123,7 +154,7 @@ def render_video(request, settings: RunSettings, components, video_uri: str, clo
     generator = components.generator(family)
     budget = frame_budget(request.num_frames, settings)
     with clock("base", "prepare"):
-        job = make_job(request, storage_options)
+        job = make_job(request, storage_options, settings.inputs)
 
     # 2. Base chunks, streamed.
     anchor = getattr(settings, family).anchor_frame

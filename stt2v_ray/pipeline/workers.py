@@ -81,7 +81,7 @@ class BaseWorker(Worker):
         clock = self.clock(request.id)
         generator = self.components.generator(family)
         with clock("base", "prepare"):
-            job = make_job(request, self.storage_options)
+            job = make_job(request, self.storage_options, self.settings.inputs)
         budget = frame_budget(request.num_frames, self.settings)
         anchor = getattr(self.settings, family).anchor_frame
         yield from stream_base_chunks(generator, job, budget.generated_frames, anchor, clock)
@@ -134,7 +134,7 @@ class EnhanceWorker(Worker):
         enhancer = self.components.enhancer(*base_hw)
         clock = self.clock(request.id)
         with clock("enhance", "prepare"):
-            job = make_job(request, self.storage_options)
+            job = make_job(request, self.storage_options, self.settings.inputs)
             state = enhancer.prepare(job)
         budget = frame_budget(request.num_frames, self.settings)
         return enhancer, state, enhance_recipe(budget.enhance, request.seed, enhancer, self.settings), budget, clock

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import io
+import warnings
 
-import fsspec
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
+
+from stt2v_ray.config import InputSettings
+from stt2v_ray.storage import read_capped, redact_uri
+
+_CAPS = InputSettings()
 
 
 def to_uint8(frames: Tensor) -> np.ndarray:
@@ -61,10 +66,25 @@ def center_crop_resize(image: Tensor, height: int, width: int) -> Tensor:
     return resize_frames(cropped, height, width)
 
 
-def load_image(uri: str, storage_options: dict | None = None) -> Tensor:
-    """Read an image file (local path or fsspec URL) as (3,H,W) float32 in [-1, 1]."""
-    with fsspec.open(uri, "rb", **(storage_options or {})) as f:
-        data = f.read()
-    with Image.open(io.BytesIO(data)) as img:
-        rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    return from_uint8(rgb)
+def decode_image(data: bytes, max_pixels: int = _CAPS.max_image_pixels, name: str = "image") -> np.ndarray:
+    """Image bytes -> (H,W,3) uint8, refusing more than max_pixels before anything is decoded."""
+    with warnings.catch_warnings():
+        # PIL's own decompression-bomb guard (a warning above Image.MAX_IMAGE_PIXELS) becomes an error.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as img:  # reads the header only
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise ValueError(f"{name}: {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}")
+                return np.asarray(img.convert("RGB"), dtype=np.uint8)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise ValueError(f"{name}: refused as a decompression bomb: {error}") from None
+        except (OSError, SyntaxError) as error:  # PIL: UnidentifiedImageError, truncated data, bad chunks
+            raise ValueError(f"{name}: not a readable image: {error}") from None
+
+
+def load_image(uri: str, storage_options: dict | None = None, max_bytes: int = _CAPS.max_image_bytes,
+               max_pixels: int = _CAPS.max_image_pixels) -> Tensor:
+    """Read an image file (local path or fsspec URL) as (3,H,W) float32 in [-1, 1], within the size caps."""
+    data = read_capped(uri, storage_options, max_bytes)
+    return from_uint8(decode_image(data, max_pixels, redact_uri(uri)))

@@ -148,9 +148,21 @@ def test_num_frames_invalid(tmp_path, value, message):
     assert open_input(uri).validate([]) == [InputIssue(uri, "prompts[0]", "num_frames", message)]
 
 
-def test_num_frames_missing(tmp_path):
-    uri = write(tmp_path, "prompts: [{prompt: x}]")
-    assert open_input(uri).validate([]) == [InputIssue(uri, "prompts[0]", "num_frames", "required")]
+def test_num_frames_defaults_to_the_presets(tmp_path):
+    from stt2v_ray.presets import PRESETS
+
+    uri = write(tmp_path, "settings: {preset: toy}\n"
+                          "prompts: [{prompt: x}, {prompt: y, num_frames: null}, {prompt: z, num_frames: 5}]")
+    source = open_input(uri)
+    assert source.validate([]) == []
+    assert [r.num_frames for r, _ in source.iter_requests()] == [PRESETS["toy"].default_num_frames] * 2 + [5]
+    # --set preset=... picks that preset's default; the manifest's defaults win over the preset's.
+    source = open_input(uri)
+    source.settings(["preset=streamingt2v-toy"])
+    assert [r.num_frames for r, _ in source.iter_requests()][0] == PRESETS["streamingt2v-toy"].default_num_frames
+    uri = write(tmp_path, "defaults: {num_frames: 7}\nprompts: [{prompt: x}]", "d.yaml")
+    assert [r.num_frames for r, _ in open_input(uri).iter_requests()] == [7]
+    assert PRESETS["streamingsvd"].default_num_frames == 200 and PRESETS["streamingt2v"].default_num_frames == 24
 
 
 @pytest.mark.parametrize("value, message", [
