@@ -158,7 +158,7 @@ def resolve(occurrences: list[tuple[str, Any]] | None, positional_input: str | N
             out.settings[target] = (first_flag, value)
         for flag, value in values:
             spec = _BY_NAME.get(flag)
-            if spec is not None and spec.original:
+            if spec is not None and spec.original and spec.target != "memopt":  # memopt: said once resolved
                 note = _note(spec, value)
                 if note not in out.notes:
                     out.notes.append(note)
@@ -173,8 +173,6 @@ def _note(spec: Flag, value: Any) -> str:
         return f"note: {said} is the INPUT argument"
     if spec.target == "output":
         return f"note: {said} is --output {value}"
-    if spec.target == "memopt":
-        return f"note: {said} stands for the memory.* bundle (see the settings it resolves to with --dry-run)"
     if spec.target.startswith("video."):
         canonical = next(f.name for f in FLAGS if f.target == spec.target and not f.original)
         return f"note: {said} stands for {canonical} {value} (each video's {spec.target.removeprefix('video.')})"

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label}: ok ({source.count()} videos)")
             return 0
         if args.dry_run:
-            return dry_run(label, source, overrides, options)
+            return dry_run(label, source, overrides, options, output)
         if output is None:
             print("error: render needs --output (a folder or URL)", file=sys.stderr)
             return 2

@@ -66,7 +66,7 @@ def _memopt(source: InputSource, overrides: list[str]) -> list[str]:
     return sets
 
 
-def dry_run(label: str, source: InputSource, overrides: list[str], options: dict[str, Any]) -> int:
+def dry_run(label: str, source: InputSource, overrides: list[str], options: dict[str, Any], output: str | None) -> int:
     """Validate everything, then print the videos and the resolved settings; render nothing, start no Ray."""
     from stt2v_ray.run import load_and_validate
 
@@ -81,7 +81,8 @@ def dry_run(label: str, source: InputSource, overrides: list[str], options: dict
                      request.negative_prompt or "-"])
     header = ["id", "num_frames", "fps", "seed", "image", "prompt", "negative_prompt"]
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header) - 1)]
-    print(f"{label}: {total} video(s) would be rendered (dry run: nothing rendered, nothing started)")
+    where = f" into {output}" if output else ""
+    print(f"{label}: {total} video(s) would be rendered{where} (dry run: nothing rendered, nothing started)")
     for row in [header] + rows:
         print("  " + "  ".join(str(v).ljust(w) for v, w in zip(row, widths)) + "  " + str(row[-1]))
     if total > len(rows):
