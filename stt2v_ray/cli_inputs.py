@@ -5,6 +5,7 @@ Light imports only: `stt2v-ray --help` must not load torch.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -77,8 +78,8 @@ def dry_run(label: str, source: InputSource, overrides: list[str], options: dict
         if len(rows) == DRY_RUN_ROWS:
             break
         fps = request.fps if request.fps is not None else f"{settings.encode.default_fps}*"
-        rows.append([request.id, request.num_frames, fps, request.seed, request.image or "-", request.prompt or "-",
-                     request.negative_prompt or "-"])
+        rows.append([request.id, request.num_frames, fps, request.seed] +
+                    [_quoted(v) for v in (request.image, request.prompt, request.negative_prompt)])
     header = ["id", "num_frames", "fps", "seed", "image", "prompt", "negative_prompt"]
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header) - 1)]
     where = f" into {output}" if output else ""
@@ -93,3 +94,8 @@ def dry_run(label: str, source: InputSource, overrides: list[str], options: dict
     dumped = yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False, default_flow_style=False)
     print("".join("  " + line + "\n" for line in dumped.splitlines()), end="")
     return 0
+
+
+def _quoted(text: str | None) -> str:
+    # Quoted (JSON) so that texts with spaces stay one column; '-' when not set.
+    return json.dumps(text, ensure_ascii=False) if text else "-"
