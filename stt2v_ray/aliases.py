@@ -9,8 +9,9 @@ once, on stderr, what it stands for.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from stt2v_ray.config import parse_override
 

@@ -85,7 +85,7 @@ def dry_run(label: str, source: InputSource, overrides: list[str], options: dict
     where = f" into {output}" if output else ""
     print(f"{label}: {total} video(s) would be rendered{where} (dry run: nothing rendered, nothing started)")
     for row in [header] + rows:
-        print("  " + "  ".join(str(v).ljust(w) for v, w in zip(row, widths)) + "  " + str(row[-1]))
+        print("  " + "  ".join(str(v).ljust(w) for v, w in zip(row[:-1], widths, strict=True)) + "  " + str(row[-1]))
     if total > len(rows):
         print(f"  ... and {total - len(rows)} more (all validated)")
     if any(str(r[2]).endswith("*") for r in rows):

@@ -28,7 +28,7 @@ def dry(capsys, *argv: str) -> tuple[list[dict], dict, str]:
     head, settings = out.split("\nsettings:\n")
     lines = head.splitlines()[1:]
     names = lines[0].split()
-    videos = [dict(zip(names, shlex.split(line))) for line in lines[1:] if not line.startswith("  *")]
+    videos = [dict(zip(names, shlex.split(line), strict=True)) for line in lines[1:] if not line.startswith("  *")]
     return videos, yaml.safe_load(settings), err
 
 
@@ -107,7 +107,8 @@ def test_negative_prompt_input_output_aliases(capsys, tmp_path):
     assert shlex.split(out.splitlines()[2])[-3:] == [str(image), "-", "blurry"]
     # Each note once, though --input was given twice.
     assert err.splitlines() == [f"note: --input {image} is the INPUT argument",
-                                "note: --negative_prompt blurry stands for --negative-prompt blurry (each video's negative_prompt)",
+                                "note: --negative_prompt blurry stands for --negative-prompt blurry "
+                                "(each video's negative_prompt)",
                                 "note: --output_dir o/ is --output o/"]
 
 
@@ -160,7 +161,8 @@ def test_input_errors(capsys, tmp_path):
         (["render", str(image), "--input", str(tmp_path)], f"INPUT {image} and --input {tmp_path} both set input"),
         (["render", "--prompt", "x"], "error: render needs --output"),
         (["validate", str(image), "--prompt", "a", "--prompt", "b"], "give at most one --prompt with an image or a folder"),
-        (["validate", "--prompt", "x", "--num-frames", "0"], "--num-frames: num_frames: Input should be greater than or equal to 1"),
+        (["validate", "--prompt", "x", "--num-frames", "0"],
+         "--num-frames: num_frames: Input should be greater than or equal to 1"),
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv

@@ -15,8 +15,9 @@ import os
 import posixpath
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 from pydantic import ValidationError
@@ -58,7 +59,8 @@ class VideoFlags:
     def given(self) -> list[str]:
         """The flags set, by their canonical names."""
         names = ["--prompt"] if self.prompts else []
-        return names + [_FLAG_OF_FIELD[k] for k in ("negative_prompt", "num_frames", "fps", "seed") if getattr(self, k) is not None]
+        fields = ("negative_prompt", "num_frames", "fps", "seed")
+        return names + [_FLAG_OF_FIELD[k] for k in fields if getattr(self, k) is not None]
 
 
 def sanitise_id(text: str, fallback: str = "video", limit: int = MAX_ID_LENGTH) -> str:
@@ -134,7 +136,7 @@ def prompt_source(flags: VideoFlags) -> DirectSource:
     issues = flag_issues(flags)
     ids = unique_ids([sanitise_id(p, limit=PROMPT_ID_LENGTH) for p in flags.prompts])
     entries = []
-    for i, (prompt, vid) in enumerate(zip(flags.prompts, ids)):
+    for i, (prompt, vid) in enumerate(zip(flags.prompts, ids, strict=True)):
         location = f"[{i}]" if len(flags.prompts) > 1 else ""
         entries.append((location, {"id": vid, "prompt": prompt, **flags.fields()}, prompt))
     return DirectSource("--prompt", entries if not issues else [], issues, {})
@@ -178,7 +180,7 @@ def image_source(uri: str, flags: VideoFlags, storage_options: dict[str, Any] | 
     ids = unique_ids([sanitise_id(s, fallback="image") for s in stems])
     prompt = flags.prompts[0] if flags.prompts else ""
     entries = []
-    for file, vid in zip(files, ids):
+    for file, vid in zip(files, ids, strict=True):
         image = to_uri(fs, file)
         location = posixpath.basename(file) if folder else ""
         entries.append((location, {"id": vid, "prompt": prompt, "image": image, **flags.fields()}, image))

@@ -7,7 +7,14 @@ import pytest
 from PIL import Image
 
 from stt2v_ray.inputs.direct import (
-    DEFAULT_NUM_FRAMES, VideoFlags, image_kind, image_source, open_direct, prompt_source, sanitise_id, unique_ids,
+    DEFAULT_NUM_FRAMES,
+    VideoFlags,
+    image_kind,
+    image_source,
+    open_direct,
+    prompt_source,
+    sanitise_id,
+    unique_ids,
 )
 from stt2v_ray.inputs.errors import InputError
 from stt2v_ray.inputs.requests import check_id
