@@ -58,10 +58,17 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--no-use_randomized_blending", "enhance.blending", True, parse_bool, "= --set enhance.blending=none",
          _blending, 0, False),
     Flag("--use_memopt", "memopt", True, parse_bool,
-         "[True|False]: the memory.* bundle of the original's memory optimisations (streamingsvd/streamingt2v presets)",
+         "[True|False]: the original's memory optimisations, as --set memory.dtype=float16 (bfloat16 on CPU) "
+         "memory.cpu_offload=true memory.ff_chunk_size=2 memory.vae_decode_chunk=4 memory.sequential_cfg=true "
+         "(presets streamingsvd*, streamingt2v*; others read no memory settings)",
          nargs="?", const=True),
     Flag("--no-use_memopt", "memopt", True, parse_bool, "= --use_memopt False (the default)", nargs=0, const=False),
+    Flag("--num_steps", "t2v.steps", True, int, "= --set t2v.steps: denoising steps of the streaming pass (inference.py)"),
+    Flag("--image_guidance", "t2v.guidance_scale", True, float,
+         "= --set t2v.guidance_scale: CFG of the streaming pass (inference.py)"),
+    Flag("--device", "device", True, str, "= --set device (cuda, cpu or auto; inference.py)"),
     Flag("--input", "input", True, str, "= the INPUT argument (inference_i2v.py)"),
+    Flag("--image", "input", True, str, "= the INPUT argument: an image to animate (inference.py --base_model SVD)"),
     Flag("--output_dir", "output", True, str, "= --output (inference.py)"),
 )
 _BY_NAME = {f.name: f for f in FLAGS}
@@ -85,7 +92,9 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     video.add_argument("--prompt", dest="prompts", action="append", default=[], metavar="TEXT",
                        help="text prompt; without INPUT one video per --prompt (repeatable); with an image "
                             "or folder, the prompt of every image")
-    original = parser.add_argument_group("the original StreamingT2V's flags (each prints what it stands for)")
+    original = parser.add_argument_group(
+        "the original StreamingT2V's flags", "Each prints (stderr) what it stands for. One setting or field given two "
+        "different values (two spellings, a flag twice, or a flag and --set) is an error naming both.")
     for flag in FLAGS:
         group = video if not flag.original else original
         kwargs: dict[str, Any] = {"type": flag.parse, "help": flag.help, "dest": "flags", "action": _Record}

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     render = sub.add_parser("render", help="render every video of a manifest, dataset, image, folder or --prompt",
+                            usage="stt2v-ray render [INPUT] [--prompt TEXT ...] --output OUTPUT [--set KEY=VALUE ...] "
+                                  "[--dry-run] [options]",
                             formatter_class=argparse.RawDescriptionHelpFormatter,
                             description="Render every video of INPUT (or of the --prompt texts) into "
                                         "OUTPUT/videos/<id>.mp4, with OUTPUT/results.parquet, OUTPUT/timeline.parquet "
@@ -80,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="afterwards compute quality metrics of the ok videos (as `stt2v-ray evaluate OUTPUT`)")
 
     validate = sub.add_parser("validate", help="check an input (as render takes it); print every error; exit 2 if any",
+                              usage="stt2v-ray validate [INPUT] [--prompt TEXT ...] [--set KEY=VALUE ...] [options]",
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_settings_help())
     _add_input_args(validate)
 

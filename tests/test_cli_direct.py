@@ -74,11 +74,15 @@ def test_dry_run_of_a_folder_defaults(capsys, tmp_path):
     (["--use_randomized_blending", "True"], "enhance.blending", "randomized"),
     (["--use_randomized_blending", "False"], "enhance.blending", "none"),
     (["--no-use_randomized_blending"], "enhance.blending", "none"),
+    (["--num_steps", "7"], "t2v.steps", 7),
+    (["--image_guidance", "9.0"], "t2v.guidance_scale", 9.0),
+    (["--device", "cpu"], "device", "cpu"),
 ])
 def test_setting_aliases(capsys, argv, key, value):
     _, settings, err = dry(capsys, "--prompt", "x", *argv)
-    section, name = key.split(".")
-    assert settings[section][name] == value
+    for part in key.split("."):
+        settings = settings[part]
+    assert settings == value
     said = argv[0] if argv[-1] == "True" else " ".join(argv)  # a bare flag is its True
     assert err == f"note: {said} stands for --set {key}={value}\n"
 
