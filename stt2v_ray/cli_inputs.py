@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from stt2v_ray.aliases import memopt_overrides, resolve, setting_overrides
+from stt2v_ray.config import parse_override
 from stt2v_ray.inputs.errors import InputError, InputIssue
 from stt2v_ray.inputs.source import InputSource
 
@@ -23,14 +24,15 @@ def open_cli_input(args: argparse.Namespace, options: dict[str, Any]) -> tuple[s
 
     Raises FlagConflict (two values for one setting) and InputError (no input, flags that do not apply).
     """
-    from stt2v_ray.inputs.direct import VideoFlags, open_direct
+    from stt2v_ray.inputs.direct import VideoFlags, default_num_frames, open_direct
     from stt2v_ray.inputs.source import open_input
     from stt2v_ray.storage import storage_options_for
 
     resolved = resolve(args.flags, args.input, getattr(args, "output", None), args.overrides)
     for note in resolved.notes:
         print(note, file=sys.stderr)
-    flags = VideoFlags(prompts=tuple(args.prompts), **resolved.video)
+    flags = VideoFlags(prompts=tuple(args.prompts), default_num_frames=default_num_frames(_preset(args.overrides)),
+                       **resolved.video)
     uri = resolved.input
     if uri is None and not flags.prompts:
         raise InputError([InputIssue("INPUT", "", "", "give an input (a manifest, a Parquet dataset, an image or a "
@@ -42,6 +44,17 @@ def open_cli_input(args: argparse.Namespace, options: dict[str, Any]) -> tuple[s
     if resolved.memopt:
         overrides += _memopt(source, overrides)
     return uri or "--prompt", source, overrides, resolved.output
+
+
+def _preset(overrides: list[str]) -> str:
+    """The preset named by --set (command-line inputs have no manifest to name one): 'tiny' when unnamed."""
+    name: Any = "tiny"
+    for text in overrides:
+        try:
+            name = parse_override(text).get("preset", name)
+        except ValueError:
+            pass  # reported by validation
+    return name if isinstance(name, str) else "tiny"
 
 
 def _memopt(source: InputSource, overrides: list[str]) -> list[str]:

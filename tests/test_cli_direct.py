@@ -11,6 +11,7 @@ import yaml
 from PIL import Image
 
 from stt2v_ray.cli import main
+from stt2v_ray.inputs.direct import default_num_frames
 from stt2v_ray.video.decode import read_video
 from tests.test_render_e2e import sets
 
@@ -56,10 +57,35 @@ def test_dry_run_of_a_manifest(capsys):
     assert settings["preset"] == "toy"
 
 
+def test_dry_run_of_a_parquet_dataset_lists_the_first_rows_and_counts_the_rest(capsys, tmp_path, monkeypatch):
+    import pyarrow as pa
+
+    import stt2v_ray.cli_inputs as cli_inputs
+
+    monkeypatch.setattr(cli_inputs, "DRY_RUN_ROWS", 2)
+    table = pa.table({"id": ["r0", "r1", "r2"], "prompt": ["a b", "c", "d"], "num_frames": [5, 6, 7]})
+    pq.write_table(table, tmp_path / "p.parquet")
+    assert main(["render", "--dry-run", str(tmp_path / "p.parquet"), "--set", "preset=toy"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{tmp_path / 'p.parquet'}: 3 video(s) would be rendered (dry run: nothing rendered, nothing started)"
+    assert [shlex.split(line)[:2] + shlex.split(line)[-2:] for line in lines[2:4]] == [
+        ["r0", "5", "a b", "-"], ["r1", "6", "c", "-"]]
+    assert lines[4] == "  ... and 1 more (all validated)"
+
+
+def test_dry_run_validates_like_render(capsys, tmp_path):
+    image = _png(tmp_path / "photo.png")
+    assert main(["render", "--dry-run", str(image), "--set", "preset=toy"]) == 2
+    assert "photo.png: image: preset 'toy' has no image-to-video model" in capsys.readouterr().err
+
+
 def test_dry_run_of_a_folder_defaults(capsys, tmp_path):
     _png(tmp_path / "pics" / "Holiday Photo.png")
-    videos, _, _ = dry(capsys, str(tmp_path / "pics"))
+    # streamingsvd: the original inference_i2v.py's --num_frames default, 200 frames
+    videos, _, _ = dry(capsys, str(tmp_path / "pics"), "--set", "preset=streamingsvd")
     assert [(v["id"], v["num_frames"], v["fps"], v["seed"]) for v in videos] == [("Holiday_Photo", "200", "24*", "0")]
+    videos, _, _ = dry(capsys, str(tmp_path / "pics"))
+    assert videos[0]["num_frames"] == str(default_num_frames("tiny"))
 
 
 # ------------------------------------------------------------------ aliases

@@ -27,11 +27,12 @@ from stt2v_ray.inputs.manifest import Manifest
 from stt2v_ray.inputs.parquet import PARQUET_SUFFIXES
 from stt2v_ray.inputs.requests import MAX_ID_LENGTH, VideoRequest
 from stt2v_ray.inputs.source import InputSource
-from stt2v_ray.storage import filesystem, storage_options_for, to_uri
+from stt2v_ray.storage import filesystem, parent_uri, storage_options_for, to_uri
 
 # The original's inference_i2v.py reads *.jpg, *.png, *.jpeg and *.bmp (any case); webp too here.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-# The original StreamingSVD's --num_frames default (and the frame count of both of its README commands).
+# Without --num-frames: the preset's `default_num_frames` where presets have one, else the original
+# StreamingSVD's --num_frames default (also the frame count of both of the original's README commands).
 DEFAULT_NUM_FRAMES = 200
 PROMPT_ID_LENGTH = 64  # ids from prompts stay readable file names; collisions are suffixed
 _NOT_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
@@ -49,11 +50,12 @@ class VideoFlags:
     num_frames: int | None = None
     fps: int | None = None
     seed: int | None = None
+    default_num_frames: int = DEFAULT_NUM_FRAMES  # when --num-frames is not given
 
     def fields(self) -> dict[str, Any]:
         values = {"negative_prompt": self.negative_prompt, "num_frames": self.num_frames, "fps": self.fps, "seed": self.seed}
         values = {k: v for k, v in values.items() if v is not None}
-        values.setdefault("num_frames", DEFAULT_NUM_FRAMES)
+        values.setdefault("num_frames", self.default_num_frames)
         return values
 
     def given(self) -> list[str]:
@@ -95,14 +97,19 @@ class DirectSource(InputSource):
     """An InputSource over requests built from the command line, located by flag or file name."""
 
     def __init__(self, uri: str, entries: list[tuple[str, dict[str, Any], str]], issues: list[InputIssue],
-                 storage_options: dict[str, Any]):
-        """entries: (location, raw request fields, value of the `input` column)."""
+                 storage_options: dict[str, Any], roots: list[str] | None = None):
+        """entries: (location, raw request fields, value of the `input` column); roots: where its images are."""
         fs, path = filesystem(os.getcwd())  # no file of its own: images carry absolute URIs
         manifest = Manifest(uri, entries=[(i, raw) for i, (_, raw, _) in enumerate(entries)],
                             num_prompts=len(entries), issues=issues)
         super().__init__(uri, "manifest", fs, path, storage_options, manifest=manifest)
         self._where = [loc for loc, _, _ in entries]
         self._inputs = [name for _, _, name in entries]
+        self._roots = list(roots or [])
+
+    def image_roots(self) -> list[str]:
+        # The image or folder the user named on the command line, not the working directory.
+        return self._roots
 
     def _settings(self, overrides: list[str], base: dict[str, Any] | None) -> tuple[Any, list[InputIssue]]:
         # Every setting of a command-line input comes from --set (and the preset): say so in errors.
@@ -184,7 +191,8 @@ def image_source(uri: str, flags: VideoFlags, storage_options: dict[str, Any] | 
         image = to_uri(fs, file)
         location = posixpath.basename(file) if folder else ""
         entries.append((location, {"id": vid, "prompt": prompt, "image": image, **flags.fields()}, image))
-    return DirectSource(uri, entries if not issues else [], issues, options)
+    roots = [to_uri(fs, path.rstrip("/")) if folder else parent_uri(to_uri(fs, path))]
+    return DirectSource(uri, entries if not issues else [], issues, options, roots)
 
 
 def open_direct(uri: str | None, flags: VideoFlags, storage_options: dict[str, Any] | None = None) -> InputSource | None:
@@ -201,6 +209,13 @@ def open_direct(uri: str | None, flags: VideoFlags, storage_options: dict[str, A
                                      f"{uri} is a manifest or dataset: set the field in its entries (or a manifest's "
                                      f"`defaults:`)") for flag in flags.given()])
     return None
+
+
+def default_num_frames(preset: str) -> int:
+    """Frames of a video when --num-frames is not given: the preset's default_num_frames if presets have one."""
+    from stt2v_ray.presets import PRESETS
+
+    return getattr(PRESETS.get(preset), "default_num_frames", DEFAULT_NUM_FRAMES)
 
 
 def _is_image(path: str) -> bool:

@@ -82,6 +82,8 @@ def test_folder_of_images(tmp_path):
     assert image_kind(str(d)) == "folder" and image_kind(str(d / "a.jpeg")) == "image"
     src = image_source(str(d), VideoFlags(prompts=("waves",), num_frames=7))
     assert src.validate([]) == []
+    assert src.image_roots() == [str(d)]  # the image policy's root: the folder named, not the working directory
+    assert image_source(str(d / "a.jpeg"), VideoFlags()).image_roots() == [str(d)]
     got = [(r.id, Path(r.image).name, r.prompt, e["input"]) for r, e in src.iter_requests()]
     assert got == [
         ("B_cat", "B_cat.JPG", "waves", str(d / "B_cat.JPG")),
@@ -131,5 +133,6 @@ def test_s3_folder_of_images(tmp_path, s3_bucket):
     assert image_kind(uri) == "folder" and image_kind(f"s3://{s3_bucket}/pictures/one.png") == "image"
     src = image_source(uri, VideoFlags(num_frames=5))
     assert src.validate([]) == []
+    assert src.image_roots() == [f"s3://{s3_bucket}/pictures"]
     assert [(r.id, r.image) for r, _ in src.iter_requests()] == [
         ("one", f"s3://{s3_bucket}/pictures/one.png"), ("two", f"s3://{s3_bucket}/pictures/two.jpg")]
