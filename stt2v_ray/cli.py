@@ -9,6 +9,8 @@ import argparse
 import sys
 import textwrap
 
+from stt2v_ray.aliases import FlagConflict, add_flags
+from stt2v_ray.cli_inputs import dry_run, open_cli_input
 from stt2v_ray.config import setting_keys
 
 EXAMPLES = """\
@@ -17,6 +19,18 @@ examples:
   stt2v-ray render manifests/demo.yaml --output outputs/demo
   stt2v-ray render s3://bucket/prompts/ --output s3://bucket/runs/1 --set enhance.steps=20
   AWS_ENDPOINT_URL=http://127.0.0.1:9000 stt2v-ray render prompts.parquet --output s3://b/out
+
+without a manifest (per-video fields from --num-frames, --fps, --seed, --negative-prompt):
+  stt2v-ray render --prompt "a cat surfing a wave" --output out/            one video
+  stt2v-ray render --prompt "a cat" --prompt "a dog" --num-frames 96 --output out/   one per --prompt
+  stt2v-ray render photo.png --prompt "waves" --output out/                 image-to-video
+  stt2v-ray render pictures/ --output out/        one video per image (.png .jpg .jpeg .bmp .webp; ids from file names)
+  stt2v-ray render s3://bucket/pictures/ --output s3://bucket/runs/2 --set preset=streamingsvd
+  stt2v-ray render --dry-run pictures/            the videos and resolved settings, nothing rendered
+
+the original's flags work too (each prints what it stands for):
+  stt2v-ray render --input pictures/ --output out/ --num_frames 200 --use_memopt --set preset=streamingsvd
+  stt2v-ray render --prompt "..." --num_frames 200 --chunk 24 --overlap 8 --set preset=streamingt2v --output out/
 """
 
 
@@ -28,7 +42,9 @@ def _settings_help() -> str:
 
 
 def _add_input_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="prompt manifest (.yaml/.yml/.json) or Parquet dataset (file, directory or URL, s3:// included)")
+    p.add_argument("input", nargs="?", default=None,
+                   help="prompt manifest (.yaml/.yml/.json), Parquet dataset, one image, or a folder of images "
+                        "(file, directory or URL, s3:// included); leave out to render the --prompt texts")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a run setting, e.g. --set enhance.steps=20 (repeatable; keys below)")
     p.add_argument("--storage-option", dest="storage_options", action="append", default=[], metavar="KEY=VALUE",
@@ -37,6 +53,7 @@ def _add_input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-image-uri", dest="allow_image_uris", action="append", default=[], metavar="PREFIX",
                    help="also read images under this prefix (repeatable), e.g. https://cdn.example.com/img/ or /data/images; "
                         "by default only paths inside the input's folder are read. Metadata addresses stay refused")
+    add_flags(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,18 +65,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    render = sub.add_parser("render", help="render every video of a manifest or dataset",
+    render = sub.add_parser("render", help="render every video of a manifest, dataset, image, folder or --prompt",
+                            usage="stt2v-ray render [INPUT] [--prompt TEXT ...] --output OUTPUT [--set KEY=VALUE ...] "
+                                  "[--dry-run] [options]",
                             formatter_class=argparse.RawDescriptionHelpFormatter,
-                            description="Render every video of INPUT into OUTPUT/videos/<id>.mp4, with "
-                                        "OUTPUT/results.parquet, OUTPUT/timeline.parquet and OUTPUT/run.json.",
+                            description="Render every video of INPUT (or of the --prompt texts) into "
+                                        "OUTPUT/videos/<id>.mp4, with OUTPUT/results.parquet, OUTPUT/timeline.parquet "
+                                        "and OUTPUT/run.json. Images and folders of images render image-to-video, one "
+                                        "video per image; results.parquet then has an `input` column (the image, or "
+                                        "the prompt of a --prompt video).",
                             epilog=_settings_help() + "\n\n" + EXAMPLES)
     _add_input_args(render)
-    render.add_argument("--output", required=True, help="output folder: local path or fsspec URL (s3://bucket/prefix)")
+    render.add_argument("--output", default=None, help="output folder: local path or fsspec URL (s3://bucket/prefix)")
+    render.add_argument("--dry-run", action="store_true",
+                        help="print the videos it would make (id, prompt, image, num_frames, fps, seed) and the "
+                             "resolved settings; render nothing, start nothing")
     render.add_argument("--quiet", action="store_true", help="no progress lines")
     render.add_argument("--evaluate", action="store_true",
                         help="afterwards compute quality metrics of the ok videos (as `stt2v-ray evaluate OUTPUT`)")
 
-    validate = sub.add_parser("validate", help="check a manifest or dataset; print every error; exit 2 if any",
+    validate = sub.add_parser("validate", help="check an input (as render takes it); print every error; exit 2 if any",
+                              usage="stt2v-ray validate [INPUT] [--prompt TEXT ...] [--set KEY=VALUE ...] [options]",
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_settings_help())
     _add_input_args(validate)
 
@@ -130,20 +156,30 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: --storage-option: {exc}", file=sys.stderr)
         return 2
+    label = args.input or "--prompt"
     try:
+        label, source, overrides, output = open_cli_input(args, options)
         if args.command == "validate":
             from stt2v_ray.run import load_and_validate
 
-            source, _ = load_and_validate(args.input, args.overrides, options)
-            print(f"{redact_uri(args.input)}: ok ({source.count()} videos)")
+            source, _ = load_and_validate(label, overrides, options, source)
+            print(f"{redact_uri(label)}: ok ({source.count()} videos)")
             return 0
+        if args.dry_run:
+            return dry_run(label, source, overrides, options, output)
+        if output is None:
+            print("error: render needs --output (a folder or URL)", file=sys.stderr)
+            return 2
         from stt2v_ray.progress import Progress
         from stt2v_ray.run import render
 
-        summary = render(args.input, args.output, args.overrides, options,
-                         progress=Progress(quiet=args.quiet) if args.quiet else None)
+        summary = render(label, output, overrides, options,
+                         progress=Progress(quiet=args.quiet) if args.quiet else None, source=source)
+    except FlagConflict as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except InputError as exc:
-        print(f"{redact_uri(args.input)}: {len(exc.issues)} error(s):\n{exc}", file=sys.stderr)
+        print(f"{redact_uri(label)}: {len(exc.issues)} error(s):\n{exc}", file=sys.stderr)
         return 2
     except MissingWeightsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -154,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{summary.ok}/{summary.total} videos ok, {summary.failed} failed, "
           f"{summary.seconds:.1f}s -> {redact_uri(summary.output)}")
     if args.evaluate and summary.ok:
-        code = _evaluate(args.output, args.storage_options)
+        code = _evaluate(output, args.storage_options)
         if code:
             return code
     return summary.exit_code

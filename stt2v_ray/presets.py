@@ -229,3 +229,19 @@ def preset_defaults(settings_mapping: dict[str, Any]) -> dict[str, Any]:
     name = settings_mapping.get("preset", "tiny") if isinstance(settings_mapping, dict) else "tiny"
     preset = PRESETS.get(name) if isinstance(name, str) else None
     return dict(preset.defaults) if preset else {}
+
+
+# What the original's --use_memopt turns on, as `memory.*` settings (stt2v_ray/models/memory.py gives each
+# knob's effect; benchmarks/gpu_profile.py --memopt uses the same values). "half": float16 on CUDA, bfloat16
+# on CPU (CPUs have no fast float16). Only the streamingsvd/streamingt2v builders read memory settings.
+MEMOPT: dict[str, Any] = {"dtype": "half", "cpu_offload": True, "ff_chunk_size": 2, "vae_decode_chunk": 4,
+                          "sequential_cfg": True}
+
+
+def memopt_settings(name: str, cuda: bool) -> dict[str, Any]:
+    """The `memory.*` values of --use_memopt for preset `name`; {} when its builders take no memory settings."""
+    preset = PRESETS.get(name)
+    modules = " ".join(preset.generators.values()) if preset else ""
+    if not any(f"models.{kind}:" in modules for kind in ("streamingsvd", "streamingt2v")):
+        return {}
+    return {**MEMOPT, "dtype": "float16" if cuda else "bfloat16"}

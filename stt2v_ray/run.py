@@ -43,9 +43,11 @@ def preset_base(source: InputSource, overrides: list[str]) -> dict:
     return preset.defaults if preset else {}  # an unknown name is reported by validation
 
 
-def load_and_validate(input_uri: str, overrides: list[str], storage_options: dict | None
-                      ) -> tuple[InputSource, RunSettings]:
-    source = open_input(input_uri, storage_options_for(input_uri, storage_options))
+def load_and_validate(input_uri: str, overrides: list[str], storage_options: dict | None,
+                      source: InputSource | None = None) -> tuple[InputSource, RunSettings]:
+    """`source`: an input already opened (prompts/images from the command line); else open `input_uri`."""
+    if source is None:
+        source = open_input(input_uri, storage_options_for(input_uri, storage_options))
     base = preset_base(source, overrides)
     issues = source.validate(overrides, base=base)
     if issues:
@@ -100,9 +102,10 @@ def make_executor(settings: RunSettings):
 
 
 def render(input_uri: str, output_uri: str, overrides: list[str] | None = None,
-           storage_options: dict | None = None, progress: Progress | None = None) -> RunSummary:
+           storage_options: dict | None = None, progress: Progress | None = None,
+           source: InputSource | None = None) -> RunSummary:
     overrides = list(overrides or [])
-    source, settings = load_and_validate(input_uri, overrides, storage_options)
+    source, settings = load_and_validate(input_uri, overrides, storage_options, source)
     families = families_of(source) if PRESETS[settings.preset].sources else None
     weights_note = preflight_weights(settings, families)  # MissingWeightsError before anything renders
     out_options = storage_options_for(output_uri, storage_options)

@@ -33,13 +33,14 @@ class InputSource:
     """A prompt manifest (kind "manifest") or a Parquet dataset (kind "parquet")."""
 
     def __init__(self, uri: str, kind: Literal["manifest", "parquet"], fs: fsspec.AbstractFileSystem, path: str,
-                 storage_options: dict[str, Any]):
+                 storage_options: dict[str, Any], manifest: Manifest | None = None):
         self.uri, self.kind, self.storage_options = uri, kind, storage_options
         self._manifest: Manifest | None = None
         self._dataset: ParquetDataset | None = None
         self._default_num_frames: int | None = None  # the preset's, once settings are known
         if kind == "manifest":
-            self._manifest = load_manifest(fs, path, uri)
+            # `manifest`: one built in memory (inputs/direct.py: prompts and images from the command line).
+            self._manifest = manifest if manifest is not None else load_manifest(fs, path, uri)
             self._base_dir = parent_uri(to_uri(fs, path))
         else:
             self._dataset = ParquetDataset(fs, path, uri)
