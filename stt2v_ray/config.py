@@ -46,12 +46,19 @@ class I2VGenSettings(Strict):
     """I2VGen-XL enhancer only (streamingsvd, streamingt2v); the defaults are the original StreamingSVD's."""
 
     fps: int = Field(38, ge=1, le=240, description="fps micro-condition given to the UNet (the original's pipeline default: 38).")
-    clip_skip: int = Field(1, ge=0, le=8, description="Text state: the hidden state this many layers before the last, with the final layer norm (1 = penultimate, as the original; 0 = last).")
-    latents: Literal["sample", "mean"] = Field("sample", description="VAE latents: sample (the original; noise keyed by (seed, frame)) or the distribution's mean.")
+    clip_skip: int = Field(
+        1, ge=0, le=8,
+        description="Text state: the hidden state this many layers before the last, with the final layer norm "
+        "(1 = penultimate, as the original; 0 = last).",
+    )
+    latents: Literal["sample", "mean"] = Field(
+        "sample", description="VAE latents: sample (the original; noise keyed by (seed, frame)) or the distribution's mean."
+    )
     key_frames: Literal["batch", "each"] = Field(
         "batch",
-        description="Chunk key frames (first frame of each chunk): batch = enhanced together as one K-frame video conditioned on the input image "
-        "(the original; enhancement waits for every chunk's first base frame); each = one 1-frame run per chunk, so enhancement streams behind the base stage.",
+        description="Chunk key frames (first frame of each chunk): batch = enhanced together as one K-frame video "
+        "conditioned on the input image (the original; enhancement waits for every chunk's first base frame); "
+        "each = one 1-frame run per chunk, so enhancement streams behind the base stage.",
     )
 
 
@@ -66,10 +73,18 @@ class EnhanceSettings(Strict):
     guidance_scale: float = Field(7.5, ge=0.0, description="Classifier-free guidance of the enhancer.")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta of the enhancer.")
     scale: int = Field(2, ge=1, le=8, description="Output size = base size x scale, unless height and width are set.")
-    height: int | None = Field(None, ge=8, le=8192, description="Output height in pixels (set with width; None: base height x scale). Base frames are resized to it before SDEdit.")
-    width: int | None = Field(None, ge=8, le=8192, description="Output width in pixels (set with height; None: base width x scale).")
+    height: int | None = Field(
+        None, ge=8, le=8192,
+        description="Output height in pixels (set with width; None: base height x scale). "
+        "Base frames are resized to it before SDEdit.",
+    )
+    width: int | None = Field(
+        None, ge=8, le=8192, description="Output width in pixels (set with height; None: base width x scale)."
+    )
     prompt: str | None = Field(None, description="Prompt for the enhancer; None uses each video's prompt.")
-    negative_prompt: str | None = Field(None, description="Negative prompt for the enhancer; None uses each video's negative prompt.")
+    negative_prompt: str | None = Field(
+        None, description="Negative prompt for the enhancer; None uses each video's negative prompt."
+    )
     i2vgen: I2VGenSettings = Field(default_factory=I2VGenSettings, description="Options of the I2VGen-XL enhancer.")
     blend_target: Literal["latents", "x0"] = Field("latents", description="Blend x_{t-1} latents (StreamingSVD) or x0 predictions (Modelscope).")
     blending: Literal["randomized", "none"] = Field(

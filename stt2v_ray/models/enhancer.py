@@ -118,7 +118,8 @@ class VideoEnhancer:
     # ------------------------------------------------------------------ VAE (one frame per call)
 
     @torch.no_grad()
-    def encode(self, frames: torch.Tensor, start: int = 0, seed: int | None = None, purpose: str = "enhance-latents") -> torch.Tensor:
+    def encode(self, frames: torch.Tensor, start: int = 0, seed: int | None = None,
+               purpose: str = "enhance-latents") -> torch.Tensor:
         """(n, 3, h, w) base frames in [-1, 1], video frames start.. -> (n, c, h', w') clean latents (float32, CPU).
 
         Sampling enhancers draw frame f's latent with a generator keyed by (seed, purpose, f),

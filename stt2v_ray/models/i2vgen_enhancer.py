@@ -136,14 +136,14 @@ class I2VGenXLEnhancer(VideoEnhancer):
         enhanced together as one K-frame video conditioned on the job's image -> one condition per chunk."""
         if firsts.shape[0] != len(starts):
             raise ValueError(f"chunk_contexts: {firsts.shape[0]} first frames for {len(starts)} chunk starts")
-        clean = torch.cat([self.encode(f[None], s, seed, "enhance-keyframe-latents") for s, f in zip(starts, firsts)])
+        clean = torch.cat([self.encode(f[None], s, seed, "enhance-keyframe-latents") for s, f in zip(starts, firsts, strict=True)])
         shape = tuple(clean.shape[1:])
         x = self.noise_latents(clean, frame_noise(seed, "enhance-keyframe", starts, shape))
         for i in range(len(self.timesteps)):
             x0, eps = self.predict(state, x, i)
             noise = frame_noise(seed, f"enhance-keyframe-step{i}", starts, shape) if self.settings.eta > 0 else None
             x = self.step(x0, eps, i, noise)
-        return [self.condition(frame, seed, s) for s, frame in zip(starts, self.decode(x))]
+        return [self.condition(frame, seed, s) for s, frame in zip(starts, self.decode(x), strict=True)]
 
     @torch.no_grad()
     def chunk_context(self, state: I2VGenState, start: int, low: torch.Tensor, seed: int) -> ImageCondition:

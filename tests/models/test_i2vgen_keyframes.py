@@ -29,7 +29,8 @@ def test_chunk_key_frame_is_an_enhanced_frame_per_chunk_and_reaches_predict():
     assert torch.equal(key0.frame, again.frame) and torch.equal(key0.latents, again.latents)  # deterministic
     assert not torch.equal(key0.frame, enh.chunk_context(state, 6, low, seed=3).frame)  # keyed by the chunk's start frame
 
-    x = enh.noise_latents(enh.encode(low, 0, 3), torch.randn(8, enh.latent_channels, enh.latent_height, enh.latent_width, generator=g))
+    noise = torch.randn(8, enh.latent_channels, enh.latent_height, enh.latent_width, generator=g)
+    x = enh.noise_latents(enh.encode(low, 0, 3), noise)
     with_key = enh.predict(state, x, 0, key0)
     without = enh.predict(state, x, 0)
     assert not torch.equal(with_key[0], without[0])
