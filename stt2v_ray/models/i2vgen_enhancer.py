@@ -136,7 +136,8 @@ class I2VGenXLEnhancer(VideoEnhancer):
         enhanced together as one K-frame video conditioned on the job's image -> one condition per chunk."""
         if firsts.shape[0] != len(starts):
             raise ValueError(f"chunk_contexts: {firsts.shape[0]} first frames for {len(starts)} chunk starts")
-        clean = torch.cat([self.encode(f[None], s, seed, "enhance-keyframe-latents") for s, f in zip(starts, firsts, strict=True)])
+        pairs = zip(starts, firsts, strict=True)
+        clean = torch.cat([self.encode(f[None], s, seed, "enhance-keyframe-latents") for s, f in pairs])
         shape = tuple(clean.shape[1:])
         x = self.noise_latents(clean, frame_noise(seed, "enhance-keyframe", starts, shape))
         for i in range(len(self.timesteps)):
