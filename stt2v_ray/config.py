@@ -48,6 +48,26 @@ class BaseModelSettings(Strict):
         return self
 
 
+class I2VGenSettings(Strict):
+    """I2VGen-XL enhancer only (streamingsvd, streamingt2v); the defaults are the original StreamingSVD's."""
+
+    fps: int = Field(38, ge=1, le=240, description="fps micro-condition given to the UNet (the original's pipeline default: 38).")
+    clip_skip: int = Field(
+        1, ge=0, le=8,
+        description="Text state: the hidden state this many layers before the last, with the final layer norm "
+        "(1 = penultimate, as the original; 0 = last).",
+    )
+    latents: Literal["sample", "mean"] = Field(
+        "sample", description="VAE latents: sample (the original; noise keyed by (seed, frame)) or the distribution's mean."
+    )
+    key_frames: Literal["batch", "each"] = Field(
+        "batch",
+        description="Chunk key frames (first frame of each chunk): batch = enhanced together as one K-frame video "
+        "conditioned on the input image (the original; enhancement waits for every chunk's first base frame); "
+        "each = one 1-frame run per chunk, so enhancement streams behind the base stage.",
+    )
+
+
 class EnhanceSettings(Strict):
     """SDEdit refinement at a higher resolution over overlapping chunks (randomized blending)."""
 
@@ -60,8 +80,20 @@ class EnhanceSettings(Strict):
                                                              "(0.6 = T'=600 of 1000).")
     guidance_scale: float = Field(7.5, ge=0.0, description="Classifier-free guidance of the enhancer.")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta of the enhancer.")
-    scale: int = Field(2, ge=1, le=8, description="Output size = base size x scale.")
+    scale: int = Field(2, ge=1, le=8, description="Output size = base size x scale, unless height and width are set.")
+    height: int | None = Field(
+        None, ge=8, le=8192,
+        description="Output height in pixels (set with width; None: base height x scale). "
+        "Base frames are resized to it before SDEdit.",
+    )
+    width: int | None = Field(
+        None, ge=8, le=8192, description="Output width in pixels (set with height; None: base width x scale)."
+    )
     prompt: str | None = Field(None, description="Prompt for the enhancer; None uses each video's prompt.")
+    negative_prompt: str | None = Field(
+        None, description="Negative prompt for the enhancer; None uses each video's negative prompt."
+    )
+    i2vgen: I2VGenSettings = Field(default_factory=I2VGenSettings, description="Options of the I2VGen-XL enhancer.")
     blend_target: Literal["latents", "x0"] = Field("latents", description="Blend x_{t-1} latents (StreamingSVD) or x0 "
             "predictions (Modelscope).")
     blending: Literal["randomized", "none"] = Field(
@@ -79,11 +111,19 @@ class EnhanceSettings(Strict):
         if 2 * self.overlap_frames > self.chunk_frames:
             # Then three chunks could share a frame and a cut would no longer involve just two chunks.
             raise ValueError(f"overlap_frames ({self.overlap_frames}) must be at most half of chunk_frames ({self.chunk_frames})")
+        if (self.height is None) != (self.width is None):
+            raise ValueError(f"enhance.height ({self.height}) and enhance.width ({self.width}) must be set together")
         if self.noise == "independent" and self.blending == "randomized":
             raise ValueError(
                 "noise=independent only makes sense with blending=none (randomized blending shares one noise tensor)"
             )
         return self
+
+    def output_size(self, base_height: int, base_width: int) -> tuple[int, int]:
+        """(height, width) of the enhanced frames."""
+        if self.height is not None and self.width is not None:
+            return self.height, self.width
+        return base_height * self.scale, base_width * self.scale
 
 
 class InterpolateSettings(Strict):

@@ -72,6 +72,12 @@ TINY = Preset(
     enhancer="stt2v_ray.models.toy.tiny:enhancer",
 )
 
+# The original StreamingSVD's enhancer prompts (code/i2v_enhance/i2v_enhance_interface.py).
+SVD_ENHANCE_PROMPT = "High Quality, HQ, detailed."
+SVD_ENHANCE_NEGATIVE_PROMPT = (
+    "Distorted, blurry, discontinuous, Ugly, blurry, low resolution, motionless, static, disfigured, "
+    "disconnected limbs, Ugly faces, incomplete arms"
+)
 _SVD_BASE = {"chunk_frames": 25, "cond_frames": 7, "steps": 30, "guidance_scale": 3.0, "min_guidance_scale": 1.5,
              "height": 576, "width": 1024, "anchor_frame": 6}
 _SVD_SOURCES = (
@@ -95,7 +101,8 @@ STREAMINGSVD = Preset(
     defaults={
         "t2v": dict(_SVD_BASE), "i2v": dict(_SVD_BASE),
         "enhance": {"chunk_frames": 38, "overlap_frames": 12, "steps": 30, "strength": 0.97, "guidance_scale": 9.0,
-                    "eta": 0.0, "scale": 1, "prompt": "High Quality, HQ, detailed.", "blend_target": "latents"},
+                    "eta": 0.0, "height": 720, "width": 1280, "prompt": SVD_ENHANCE_PROMPT,
+                    "negative_prompt": SVD_ENHANCE_NEGATIVE_PROMPT, "blend_target": "latents"},
         "interpolate": {"factor": 2},
         "encode": {"default_fps": 24},
     },
@@ -106,8 +113,10 @@ STREAMINGSVD = Preset(
     sources=_SVD_SOURCES,
     default_num_frames=200,  # the original's inference_i2v.py --num_frames default
     notes=[
-        "The enhancer runs at the base size (scale 1): the original resizes 1024x576 to 1280x720, which is not an integer scale.",
-        "Each enhancer chunk is conditioned on its own key frame (its first frame, enhanced alone first), as StreamingSVD does.",
+        "The enhancer resizes the 1024x576 base to 1280x720 (bicubic) before SDEdit, as the original does.",
+        "Each enhancer chunk is conditioned on its own key frame (its first frame); the key frames are enhanced first, together, "
+        "as one video conditioned on the input image (enhance.i2vgen.key_frames=batch), as StreamingSVD does. docs/presets.md "
+        "lists the enhancer's choices against the original's.",
     ],
 )
 # The same classes and wiring at toy size, seeded random weights: CPU tests of the real preset's code path.
@@ -118,7 +127,8 @@ STREAMINGSVD_TOY = Preset(
         "t2v": {**_SVD_BASE, "chunk_frames": 8, "cond_frames": 3, "steps": 2, "height": 32, "width": 48, "anchor_frame": 2},
         "i2v": {**_SVD_BASE, "chunk_frames": 8, "cond_frames": 3, "steps": 2, "height": 32, "width": 48, "anchor_frame": 2},
         "enhance": {"chunk_frames": 8, "overlap_frames": 2, "steps": 4, "strength": 0.97, "guidance_scale": 9.0,
-                    "eta": 0.0, "scale": 1, "prompt": "High Quality, HQ, detailed."},
+                    "eta": 0.0, "height": 48, "width": 72, "prompt": SVD_ENHANCE_PROMPT,
+                    "negative_prompt": SVD_ENHANCE_NEGATIVE_PROMPT},
         "interpolate": {"factor": 2},
         "encode": {"default_fps": 24, "preset": "veryfast"},
         "weights": {"mode": "random"},

@@ -93,6 +93,17 @@ def chunk_context(enhancer, state, recipe: EnhanceRecipe, start: int, low: torch
     return fn(state, start, low, recipe.seed) if fn is not None else None
 
 
+def batches_contexts(enhancer) -> bool:
+    """Whether the enhancer computes every chunk's context in one call from all chunks' first frames
+    (StreamingSVD's key frames enhanced as one K-frame video): it then needs them before step 0."""
+    return bool(getattr(enhancer, "batch_contexts", False))
+
+
+def video_contexts(enhancer, state, recipe: EnhanceRecipe, first_frames: torch.Tensor) -> list:
+    """Every chunk's context from the chunks' first base frames (K, 3, h, w), in one call."""
+    return enhancer.chunk_contexts(state, [s for s, _ in recipe.plan.chunks], first_frames, recipe.seed)
+
+
 def denoise_chunk(enhancer, state, recipe: EnhanceRecipe, x_t: torch.Tensor, step: int, start: int, context=None):
     """Work item (k, step) for a chunk starting at video frame `start`.
 
@@ -118,7 +129,9 @@ def next_latents(enhancer, recipe: EnhanceRecipe, plan: EnhancePlan, cuts, outpu
     return gather(plan, cuts, outputs, start, end)
 
 
-def initial_latents(enhancer, recipe: EnhanceRecipe, chunk: int, clean: torch.Tensor, start: int) -> torch.Tensor:
+def initial_latents(enhancer, recipe: EnhanceRecipe, chunk: int, low: torch.Tensor, start: int) -> torch.Tensor:
+    """x_T of a chunk from its low-res frames: latents keyed by video frame (sampling VAEs), shared SDEdit noise."""
+    clean = enhancer.encode(low, start, recipe.seed)
     noise = recipe.sdedit_noise(chunk, start, start + clean.shape[0], tuple(clean.shape[1:]))
     return enhancer.noise_latents(clean, noise)
 
@@ -168,6 +181,11 @@ def enhance_stream(
     contexts: dict[int, object] = {}  # chunk -> its conditioning, from step 0 to its last step
     emitted = 0
     span = clock or (lambda stage, unit: nullcontext())
+    batched = batches_contexts(enhancer)
+    if batched:  # every chunk's first frame first: the base stage runs (nearly) to its end here
+        first_frames = torch.stack([source.get(s, s + 1)[0] for s, _ in chunks])
+        with span("enhance", f"key frames of {K} chunks"):
+            keyed = video_contexts(enhancer, state, recipe, first_frames)
 
     for d in range(K + steps - 1):
         for i in range(steps):
@@ -180,8 +198,8 @@ def enhance_stream(
                 source.drop_before(chunks[k + 1][0] if k + 1 < K else e)
             with span("enhance", f"chunk {k} step {i}"):
                 if i == 0:
-                    contexts[k] = chunk_context(enhancer, state, recipe, s, low)
-                    x = initial_latents(enhancer, recipe, k, enhancer.encode(low), s)
+                    contexts[k] = keyed[k] if batched else chunk_context(enhancer, state, recipe, s, low)
+                    x = initial_latents(enhancer, recipe, k, low, s)
                 elif independent:
                     x = own_latents(enhancer, recipe, outputs[i - 1].pop(k), i - 1)
                 else:

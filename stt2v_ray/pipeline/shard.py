@@ -20,12 +20,14 @@ import torch
 from stt2v_ray.pipeline.enhance import (
     EnhanceRecipe,
     Piece,
+    batches_contexts,
     chunk_context,
     denoise_chunk,
     gather,
     initial_latents,
     next_latents,
     own_latents,
+    video_contexts,
 )
 from stt2v_ray.plan.blending import owned_range
 
@@ -47,15 +49,22 @@ class SegmentEnhancer:
         self._ctx: dict[int, object] = {}  # chunk -> its conditioning (computed at step 0)
         self._step = -1
         self.clock = clock
+        # Batched contexts need every chunk's first frame: each shard computes them all (same inputs, same calls).
+        self._batched = batches_contexts(enhancer)
+        key_starts = [s for s, _ in chunks] if self._batched else []
+        self.extra_frames = [f for f in key_starts if not self.frame_start <= f < self.frame_end]
 
     # ------------------------------------------------------------------ input
     def feed(self, start: int, frames: torch.Tensor) -> None:
         """Base frames [start, start + n); frames outside this segment are ignored."""
         for f in range(max(start, self.frame_start), min(start + frames.shape[0], self.frame_end)):
             self._low[f] = frames[f - start]
+        for f in self.extra_frames:
+            if start <= f < start + frames.shape[0]:
+                self._low[f] = frames[f - start]
 
     def missing_frames(self) -> int:
-        return (self.frame_end - self.frame_start) - len(self._low)
+        return (self.frame_end - self.frame_start) + len(self.extra_frames) - len(self._low)
 
     # ------------------------------------------------------------------ steps
     def border_pieces(self) -> tuple[Piece | None, Piece | None]:
@@ -89,6 +98,10 @@ class SegmentEnhancer:
         pieces = self._pieces(left, right)
         cuts = r.cuts(i - 1) if i > 0 else None
         inputs = {}
+        if i == 0 and self._batched:
+            with self._span("key frames"):
+                keyed = video_contexts(self.enhancer, self.state, r, torch.stack([self._low[s] for s, _ in self.plan.chunks]))
+            self._ctx = {k: keyed[k] for k in range(self.k0, self.k1)}
         for k in range(self.k0, self.k1):
             s, e = self.plan.chunks[k]
             if i == 0:
@@ -103,8 +116,9 @@ class SegmentEnhancer:
             s = self.plan.chunks[k][0]
             with self._span(f"chunk {k} step {i}"):
                 if isinstance(x, tuple):
-                    self._ctx[k] = chunk_context(self.enhancer, self.state, r, s, x[1])
-                    x = initial_latents(self.enhancer, r, k, self.enhancer.encode(x[1]), s)
+                    if not self._batched:
+                        self._ctx[k] = chunk_context(self.enhancer, self.state, r, s, x[1])
+                    x = initial_latents(self.enhancer, r, k, x[1], s)
                 out[k] = (s, denoise_chunk(self.enhancer, self.state, r, x, i, s, self._ctx[k]))
         self._out, self._step = out, i
         if i == 0:

@@ -170,13 +170,13 @@ class EnhanceWorker(Worker):
                 inbox.close()
 
     # -- one segment of a gang
-    def open_segment(self, request, base_hw, first_chunk: int, end_chunk: int) -> tuple[int, int, int]:
-        """-> (first frame, end frame, number of steps) of this segment."""
+    def open_segment(self, request, base_hw, first_chunk: int, end_chunk: int) -> tuple[int, int, int, list[int]]:
+        """-> (first frame, end frame, number of steps, other frames it needs: batched key frames) of this segment."""
         enhancer, state, recipe, budget, clock = self._setup(request, base_hw)
         seg = SegmentEnhancer(enhancer, state, recipe, first_chunk, end_chunk, clock)
         seg.limit = budget.base_frames
         self._segments[request.id] = seg
-        return seg.frame_start, seg.frame_end, recipe.num_steps
+        return seg.frame_start, seg.frame_end, recipe.num_steps, seg.extra_frames
 
     def discard(self, video_id: str) -> None:
         """Forget a video's state after a failure."""

@@ -250,8 +250,8 @@ class RayExecutor:
         start, fed = 0, []
         for k, ref in enumerate(chunks):
             n = min(plan.chunk(k).num_kept, budget.generated_frames - start)
-            for a, (f0, f1, _) in zip(actors, ranges, strict=False):
-                if start < f1 and start + n > f0:
+            for a, (f0, f1, _, extra) in zip(actors, ranges, strict=False):
+                if (start < f1 and start + n > f0) or any(start <= f < start + n for f in extra):
                     fed.append(a.call.remote("feed_segment", vid, start, ref))
             start += n
         release_base()

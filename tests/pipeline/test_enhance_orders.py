@@ -19,7 +19,7 @@ class ArithmeticEnhancer:
     def prepare(self, job):
         return None
 
-    def encode(self, frames):
+    def encode(self, frames, start=0, seed=None):
         return frames[:, :2, ::2, ::2] * 0.5
 
     def noise_latents(self, clean, noise):
@@ -131,3 +131,29 @@ def test_chunk_context_is_computed_once_per_chunk_and_used_identically(shards):
     assert sorted(wave_enh.contexts) == sorted(seg_enh.contexts) == [s for s, _ in plan.chunks]
     plain = torch.cat(list(enhance_stream(ArithmeticEnhancer(), None, recipe, iter(pieces))))
     assert not torch.equal(plain, wave)  # the context really reaches the prediction
+
+
+class BatchKeyFrameEnhancer(KeyFrameEnhancer):
+    """Every chunk's context from all chunks' first frames at once (StreamingSVD's K-frame key-frame run)."""
+
+    batch_contexts = True
+
+    def chunk_contexts(self, state, starts, firsts, seed):
+        self.contexts.append(tuple(starts))
+        mixed = firsts.mean()  # each context depends on every chunk's first frame
+        return [firsts[k].mean() * 0.5 + mixed * 0.5 + s * 0.001 + seed * 0.0001 for k, s in enumerate(starts)]
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3])
+def test_batched_contexts_see_every_chunks_first_frame_and_shards_agree(shards):
+    plan = enhance_plan(40, 8, 3)
+    recipe = EnhanceRecipe(plan=plan, seed=5, num_steps=3)
+    _, pieces = base_pieces(plan.padded_frames, seed=2)
+    wave_enh, seg_enh = BatchKeyFrameEnhancer(), BatchKeyFrameEnhancer()
+    wave = torch.cat(list(enhance_stream(wave_enh, None, recipe, iter(pieces))))
+    seg = torch.cat(list(enhance_by_segments(seg_enh, None, recipe, iter(pieces), shards)))
+    assert torch.equal(seg, wave)
+    starts = tuple(s for s, _ in plan.chunks)
+    assert wave_enh.contexts == [starts] and seg_enh.contexts == [starts] * shards  # once per executor / shard
+    per_chunk = torch.cat(list(enhance_stream(KeyFrameEnhancer(), None, recipe, iter(pieces))))
+    assert not torch.equal(per_chunk, wave)

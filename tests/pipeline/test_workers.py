@@ -16,7 +16,7 @@ class ExplodingEnhancer:
     def prepare(self, job):
         return None
 
-    def encode(self, frames):
+    def encode(self, frames, start=0, seed=None):
         raise RuntimeError("enhancer blew up")
 
 

@@ -12,7 +12,7 @@ The chunk tiling, the randomized blending and the order of steps belong to the e
 stage; this class only offers the per-chunk pieces it needs:
 
     state = enhancer.prepare(job)
-    clean = enhancer.encode(base_frames)                      # whole video, per frame
+    clean = enhancer.encode(base_frames, 0, seed)             # whole video, per frame
     x = enhancer.noise_latents(clean, noise)                  # x_T, one shared noise tensor
     for step in range(len(enhancer.timesteps)):
         x0, eps = enhancer.predict(state, x[chunk], step)     # one chunk per call
@@ -38,6 +38,7 @@ from stt2v_ray.models.blocks.pixel_vae import vae_scale_factor
 from stt2v_ray.models.blocks.text import build_tiny_text_encoder, build_tiny_tokenizer, encode_text
 from stt2v_ray.models.blocks.text_time import unet_kwargs
 from stt2v_ray.plan.samplers import add_noise, alphas_cumprod, ddim_step, ddim_timesteps, sdedit_timesteps, to_x0_eps
+from stt2v_ray.plan.seeds import generator
 
 # MS-Vid2Vid-XL predicts v (Salimans & Ho) on the "linear_sd" schedule: betas linear in
 # sqrt space from 0.00085 to 0.012 over 1000 steps (diffusers' "scaled_linear").
@@ -73,16 +74,19 @@ class VideoEnhancer:
         self.settings = settings
         self.device = torch.device(device)
         self.base_height, self.base_width = base_height, base_width
-        self.height, self.width = base_height * settings.scale, base_width * settings.scale
+        self.height, self.width = settings.output_size(base_height, base_width)
 
-        # The VAE halves the size once per down block but the last; the UNet likewise.
+        # The VAE halves the size once per down block but the last; the UNet likewise (unless it
+        # forwards the skip sizes to its upsamplers, as I2VGenXLUNet does: then the VAE's factor suffices).
         self.vae_factor = vae_scale_factor(vae)
-        unet_factor = 2 ** (len(unet.config.block_out_channels) - 1)
+        unet_factor = 2 ** (len(unet.config.block_out_channels) - 1) if self.unet_needs_multiple else 1
         multiple = self.vae_factor * unet_factor
         if self.height % multiple or self.width % multiple:
+            size = f"enhance.height/width {self.height}x{self.width}" if settings.height else \
+                f"base {base_height}x{base_width} x scale {settings.scale}"
             raise ValueError(
-                f"enhancer output size {self.height}x{self.width} (base {base_height}x{base_width} x scale "
-                f"{settings.scale}) must be divisible by {multiple} (VAE factor {self.vae_factor} x UNet factor {unet_factor})"
+                f"enhancer output size {self.height}x{self.width} ({size}) must be divisible by {multiple} "
+                f"(VAE factor {self.vae_factor} x UNet factor {unet_factor})"
             )
         self.latent_channels = int(vae.config.latent_channels)
         self.latent_height, self.latent_width = self.height // self.vae_factor, self.width // self.vae_factor
@@ -99,29 +103,54 @@ class VideoEnhancer:
 
     # ------------------------------------------------------------------ conditioning
 
+    unet_needs_multiple = True  # output size a multiple of VAE x UNet factors
+    clip_skip = 0  # text state: the last hidden state
+    resize_mode = "bilinear"  # base frames -> the enhancer's size
+    sample_latents = False  # VAE latents: the distribution's mean
+
     @torch.no_grad()
     def prepare(self, job: GenerationJob) -> EnhanceState:
         prompt = self.settings.prompt if self.settings.prompt is not None else job.prompt
-        embeddings = encode_text(self.tokenizer, self.text_encoder, [job.negative_prompt, prompt])
+        negative = self.settings.negative_prompt if self.settings.negative_prompt is not None else job.negative_prompt
+        embeddings = encode_text(self.tokenizer, self.text_encoder, [negative, prompt], clip_skip=self.clip_skip)
         return EnhanceState(prompt=prompt, embeddings=embeddings.to(self.device, self.unet.dtype))
 
     # ------------------------------------------------------------------ VAE (one frame per call)
 
     @torch.no_grad()
-    def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """(n, 3, h, w) base frames in [-1, 1] -> (n, c, h', w') clean latents (float32, CPU)."""
+    def encode(self, frames: torch.Tensor, start: int = 0, seed: int | None = None,
+               purpose: str = "enhance-latents") -> torch.Tensor:
+        """(n, 3, h, w) base frames in [-1, 1], video frames start.. -> (n, c, h', w') clean latents (float32, CPU).
+
+        Sampling enhancers draw frame f's latent with a generator keyed by (seed, purpose, f),
+        so any grouping of frames gives the same latents; without a seed they take the mean."""
         if frames.ndim != 4 or frames.shape[1] != 3 or tuple(frames.shape[2:]) != (self.base_height, self.base_width):
             raise ValueError(
                 f"encode expects base frames of shape (n, 3, {self.base_height}, {self.base_width}), got {tuple(frames.shape)}"
             )
         latents = []
-        for frame in frames:
-            x = frame[None].to(self.device, torch.float32)
-            x = F.interpolate(x, size=(self.height, self.width), mode="bilinear", align_corners=False)
-            # The distribution's mean, not a sample: encoding must not draw randomness.
-            z = self.vae.encode(x.to(self.vae.dtype)).latent_dist.mean * self.scaling_factor
-            latents.append(z.float().cpu())
+        for i, frame in enumerate(frames):
+            x = self.resize(frame[None].to(self.device, torch.float32))
+            latents.append(self.vae_latents(x, seed, purpose, start + i).float().cpu())
         return torch.cat(latents)
+
+    def resize(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, 3, h, w) -> (n, 3, H, W) at the enhancer's size."""
+        if tuple(x.shape[-2:]) == (self.height, self.width):
+            return x
+        if self.resize_mode == "bilinear":
+            return F.interpolate(x, size=(self.height, self.width), mode="bilinear", align_corners=False)
+        return F.interpolate(x, size=(self.height, self.width), mode=self.resize_mode, antialias=True).clamp(-1, 1)
+
+    @torch.no_grad()
+    def vae_latents(self, x: torch.Tensor, seed: int | None, *key: str | int) -> torch.Tensor:
+        """(1, 3, H, W) -> (1, c, h', w') scaled latents: a keyed sample, or the mean (no seed / not sampling)."""
+        dist = self.vae.encode(x.to(self.vae.dtype)).latent_dist
+        if self.sample_latents and seed is not None:
+            z = dist.sample(generator(seed, *key))
+        else:
+            z = dist.mean
+        return z * self.scaling_factor
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -168,13 +197,15 @@ class VideoEnhancer:
                 raise ValueError(f"step: eta={self.settings.eta} > 0 needs a noise tensor, got None")
             if noise.shape != x0.shape:
                 raise ValueError(f"step: noise shape {tuple(noise.shape)} != x0 shape {tuple(x0.shape)}")
-        last = step == len(self.timesteps) - 1
-        alpha_bar_prev = 1.0 if last else self.alpha_bar(step + 1)
-        return ddim_step(x0, eps, self.alpha_bar(step), alpha_bar_prev, self.settings.eta, noise)
+        return ddim_step(x0, eps, self.alpha_bar(step), self.alpha_bar_prev(step), self.settings.eta, noise)
 
     def alpha_bar(self, step: int) -> float:
         """alpha_bar at the timestep of step index `step`."""
         return float(self.alphas_cumprod[self.timesteps[step]])
+
+    def alpha_bar_prev(self, step: int) -> float:
+        """alpha_bar the DDIM step from step index `step` lands on: the next step's, 1 (clean) after the last."""
+        return 1.0 if step == len(self.timesteps) - 1 else self.alpha_bar(step + 1)
 
     # ------------------------------------------------------------------ checks
 

@@ -52,9 +52,14 @@ def build_tiny_text_encoder(tokenizer: CLIPTokenizer, hidden: int = 32, seed: in
 
 
 @torch.no_grad()
-def encode_text(tokenizer: CLIPTokenizer, encoder: CLIPTextModel, texts: list[str]) -> torch.Tensor:
-    """texts -> (len(texts), max_length, hidden) last hidden states."""
+def encode_text(tokenizer: CLIPTokenizer, encoder: CLIPTextModel, texts: list[str], clip_skip: int = 0) -> torch.Tensor:
+    """texts -> (len(texts), max_length, hidden): the last hidden states, or with clip_skip = n the hidden state
+    n layers before the last passed through the final layer norm (diffusers' `clip_skip`)."""
     ids = tokenizer(
         texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
     ).input_ids.to(encoder.device)
-    return encoder(ids)[0]
+    if clip_skip == 0:
+        return encoder(ids)[0]
+    hidden = encoder(ids, output_hidden_states=True).hidden_states[-(clip_skip + 1)]
+    # transformers 5 keeps the layer norm on the model itself; 4.x under `text_model`
+    return getattr(encoder, "text_model", encoder).final_layer_norm(hidden)

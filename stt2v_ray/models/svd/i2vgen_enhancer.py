@@ -1,27 +1,36 @@
 """I2VGen-XL (`ali-vilab/i2vgen-xl`) as the SDEdit enhancer of the real presets (ChunkEnhancer contract).
 
-The SDEdit recipe and the per-frame VAE calls are `VideoEnhancer`'s; this class swaps the
-UNet for diffusers' `I2VGenXLUNet` and adds its image conditioning: the key frame's VAE latents
-followed by the frame-position mask (frame i > 0 carries i / (F - 1), as diffusers'
-`I2VGenXLPipeline.prepare_image_latents`) and its CLIP image embedding; the unconditional CFG
-half gets zeros for both. Sampler: the repo's scheduler config when pretrained
-(`scheduler/scheduler_config.json`: beta schedule and prediction type), DDIM with eta = settings.
+The SDEdit recipe and the per-frame VAE calls are `VideoEnhancer`'s; this class swaps the UNet
+for diffusers' `I2VGenXLUNet` and conditions it as the original StreamingSVD's modified
+`I2VGenXLPipeline` does (`code/i2v_enhance/`), each choice a setting under `enhance.i2vgen`:
+- image conditioning: the VAE latents of the conditioning image, followed by the frame-position
+  mask (frame i > 0 carries i / (F - 1)), given to BOTH CFG halves; its CLIP image embedding to
+  the conditional half, zeros to the unconditional one;
+- CLIP image input: the centre square of the image, bilinear (antialiased) to the encoder's size;
+- text: `clip_skip` (1: the penultimate hidden state through the final layer norm);
+- fps micro-condition `fps` (38); prompts: `enhance.prompt` / `enhance.negative_prompt`;
+- VAE latents sampled (`latents`), each draw with a generator keyed by (seed, purpose, frame);
+- base frames resized (bicubic, as PIL's default) to `enhance.height` x `enhance.width`;
+- sampler: the component's own `DDIMScheduler` (`scheduler/scheduler_config.json`, loaded as
+  diffusers' `from_pretrained` does): its timesteps (spacing, `steps_offset`), its alphas
+  (zero-SNR rescale), its prediction type and its final alpha; the update is
+  `stt2v_ray.plan.samplers.ddim_step` with those numbers.
 
-Key frames. StreamingSVD conditions each enhancer chunk on its own key frame: the chunk's
-first frame, enhanced alone first. `chunk_context` does that (a one-frame SDEdit run with the
-video-level conditioning: the job's image for i2v, none for t2v; noise keyed by the chunk's
-start frame), and the pipeline hands the result to `predict` for every step of that chunk,
-so shards and the in-process wavefront condition each chunk identically.
+Key frames. Each enhancer chunk is conditioned on its own key frame: the chunk's first frame,
+enhanced first. `key_frames=batch` (the original) enhances the K key frames together as one
+K-frame video conditioned on the job's image (`chunk_contexts`, called by the pipeline once
+every chunk's first base frame is there); `each` enhances each alone (`chunk_context`), which
+lets enhancement stream behind the base stage. Both are keyed by the chunks' start frames, so
+shards and the in-process wavefront compute the same contexts.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, I2VGenXLUNet
+from diffusers import AutoencoderKL, DDIMScheduler, I2VGenXLUNet
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from stt2v_ray.config import RunSettings
@@ -30,84 +39,145 @@ from stt2v_ray.models.blocks.job import GenerationJob
 from stt2v_ray.models.blocks.memory import chunk_feed_forwards, torch_dtype
 from stt2v_ray.models.blocks.text import build_tiny_tokenizer
 from stt2v_ray.models.svd.i2v import CLIP_MEAN, CLIP_STD, fit_image
-from stt2v_ray.plan.samplers import alphas_cumprod
+from stt2v_ray.plan.samplers import sdedit_timesteps, to_x0_eps
 from stt2v_ray.plan.seeds import frame_noise
 
-ENHANCE_FPS = 16  # I2VGen-XL's fps conditioning (diffusers' pipeline default target_fps)
+# Random-weight builds only (profiling, toy tests): no repository to read, so the fields of
+# ali-vilab/i2vgen-xl's scheduler/scheduler_config.json as the issue and the original's
+# timesteps (29 steps from t=925) state them; pretrained weights always load the repo's file.
+RANDOM_WEIGHTS_SCHEDULER = dict(
+    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+    set_alpha_to_one=False, steps_offset=1, timestep_spacing="leading", rescale_betas_zero_snr=True, prediction_type="epsilon",
+)
+
+
+def load_scheduler(root: str | Path) -> DDIMScheduler:
+    """The component's DDIM scheduler from `<root>/scheduler/scheduler_config.json`, as diffusers' pipelines load it."""
+    return DDIMScheduler.from_pretrained(root, subfolder="scheduler")
+
+
+def clip_pixels(image: torch.Tensor, size: int) -> torch.Tensor:
+    """(3, H, W) in [-1, 1] -> (1, 3, size, size) CLIP input: the centre square, bilinear (antialiased), normalised.
+
+    The original centre-crops a square (`_center_crop_wide` to width x width) and resizes it with
+    PIL's bilinear filter to the feature extractor's 224; it goes through 8-bit PIL images, we stay in float."""
+    h, w = image.shape[-2:]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = image[None, :, top : top + side, left : left + side].float()
+    x = F.interpolate(square, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    x = ((x + 1) / 2).clamp(0, 1)
+    return (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+
+
+@dataclass
+class ImageCondition:
+    """An image the UNet is conditioned on: its VAE latents and its CLIP image embedding."""
+
+    latents: torch.Tensor  # (c, h', w') scaled VAE latents
+    embeds: torch.Tensor  # (1, D) CLIP image embedding
+    frame: torch.Tensor  # (3, H, W) [-1, 1] the image itself at the enhancer's size
 
 
 @dataclass
 class I2VGenState(EnhanceState):
-    key_frame: torch.Tensor | None = None  # (3, H, W) [-1, 1] at the enhancer's size, or None
+    condition: ImageCondition | None = None  # the job's image; None for text-to-video (zeros)
 
 
 class I2VGenXLEnhancer(VideoEnhancer):
+    resize_mode = "bicubic"  # the original resizes the base frames with PIL's default filter
+    unet_needs_multiple = False  # I2VGenXLUNet forwards skip sizes: 720x1280 (90x160 latents) runs, as in the original
+
     def __init__(self, tokenizer, text_encoder, vae, unet: I2VGenXLUNet, image_encoder, run: RunSettings,
-                 base_height: int, base_width: int, device="cpu", scheduler: dict | None = None):
+                 base_height: int, base_width: int, device="cpu", scheduler: DDIMScheduler | None = None):
         super().__init__(tokenizer, text_encoder, vae, unet, run.enhance, base_height, base_width, device)
         self.image_encoder = image_encoder
         self.sequential_cfg = run.memory.sequential_cfg
-        scheduler = scheduler or {}
-        self.prediction_type = scheduler.get("prediction_type", "epsilon")
-        self.alphas_cumprod = alphas_cumprod(
-            beta_schedule=scheduler.get("beta_schedule", "scaled_linear"),
-            beta_start=scheduler.get("beta_start", 0.00085), beta_end=scheduler.get("beta_end", 0.012),
-        )
+        opts = run.enhance.i2vgen
+        self.fps, self.clip_skip = opts.fps, opts.clip_skip
+        self.sample_latents = opts.latents == "sample"
+        self.batch_contexts = opts.key_frames == "batch"  # the pipeline then calls chunk_contexts
+        scheduler = scheduler if scheduler is not None else DDIMScheduler.from_config(RANDOM_WEIGHTS_SCHEDULER)
+        if not isinstance(scheduler, DDIMScheduler):
+            raise ValueError(f"enhancer: the I2VGen-XL sampler must be a DDIMScheduler, got {type(scheduler).__name__}")
+        scheduler.set_timesteps(run.enhance.steps)
+        self.prediction_type = scheduler.config.prediction_type
+        self.alphas_cumprod = scheduler.alphas_cumprod.clone()
+        self.final_alpha_cumprod = float(scheduler.final_alpha_cumprod)
+        # diffusers' DDIM steps from t to t - T // steps (its `step`), whatever the spacing's offset
+        self.step_ratio = scheduler.config.num_train_timesteps // run.enhance.steps
+        self.timesteps = sdedit_timesteps([int(t) for t in scheduler.timesteps], run.enhance.strength)
+
+    def alpha_bar_prev(self, step: int) -> float:
+        prev = self.timesteps[step] - self.step_ratio
+        return float(self.alphas_cumprod[prev]) if prev >= 0 else self.final_alpha_cumprod
+
+    # ------------------------------------------------------------------ conditioning
+
+    @torch.no_grad()
+    def condition(self, image: torch.Tensor, seed: int, *key: str | int) -> ImageCondition:
+        """(3, H, W) image at the enhancer's size -> its latents (keyed sample) and CLIP embedding."""
+        x = clip_pixels(image, self.image_encoder.config.image_size)
+        embeds = self.image_encoder(pixel_values=x.to(self.device, self.image_encoder.dtype)).image_embeds
+        latents = self.vae_latents(image[None].to(self.device, torch.float32), seed, "enhance-image-latents", *key)
+        return ImageCondition(latents=latents[0].float(), embeds=embeds.float(), frame=image.float().cpu())
 
     @torch.no_grad()
     def prepare(self, job: GenerationJob) -> I2VGenState:
         base = super().prepare(job)
-        key = fit_image(job.image, self.height, self.width) if job.image is not None else None
-        return I2VGenState(prompt=base.prompt, embeddings=base.embeddings, key_frame=key)
+        cond = None
+        if job.image is not None:
+            cond = self.condition(fit_image(job.image, self.height, self.width), job.seed, "video")
+        return I2VGenState(prompt=base.prompt, embeddings=base.embeddings, condition=cond)
 
     @torch.no_grad()
-    def chunk_context(self, state: I2VGenState, start: int, low: torch.Tensor, seed: int) -> torch.Tensor:
-        """The key frame of the chunk starting at video frame `start`: low[0] enhanced alone -> (3, H, W)."""
-        clean = self.encode(low[:1])  # (1, c, h', w')
+    def chunk_contexts(self, state: I2VGenState, starts: list[int], firsts: torch.Tensor, seed: int) -> list[ImageCondition]:
+        """The key frames of the chunks starting at `starts` (their first base frames `firsts`, (K, 3, h, w)),
+        enhanced together as one K-frame video conditioned on the job's image -> one condition per chunk."""
+        if firsts.shape[0] != len(starts):
+            raise ValueError(f"chunk_contexts: {firsts.shape[0]} first frames for {len(starts)} chunk starts")
+        pairs = zip(starts, firsts, strict=True)
+        clean = torch.cat([self.encode(f[None], s, seed, "enhance-keyframe-latents") for s, f in pairs])
         shape = tuple(clean.shape[1:])
-        x = self.noise_latents(clean, frame_noise(seed, "enhance-keyframe", [start], shape))
+        x = self.noise_latents(clean, frame_noise(seed, "enhance-keyframe", starts, shape))
         for i in range(len(self.timesteps)):
             x0, eps = self.predict(state, x, i)
-            noise = frame_noise(seed, f"enhance-keyframe-step{i}", [start], shape) if self.settings.eta > 0 else None
+            noise = frame_noise(seed, f"enhance-keyframe-step{i}", starts, shape) if self.settings.eta > 0 else None
             x = self.step(x0, eps, i, noise)
-        return self.decode(x)[0]
+        return [self.condition(frame, seed, s) for s, frame in zip(starts, self.decode(x), strict=True)]
 
     @torch.no_grad()
-    def _image_conditioning(self, key_frame: torch.Tensor | None, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> image latents (2, c, F, h, w) and image embeddings (2, 1, D): [unconditional zeros, key frame]."""
+    def chunk_context(self, state: I2VGenState, start: int, low: torch.Tensor, seed: int) -> ImageCondition:
+        """key_frames=each: the key frame of the chunk starting at video frame `start`, low[0] enhanced alone."""
+        return self.chunk_contexts(state, [start], low[:1], seed)[0]
+
+    def _unet_conditioning(self, cond: ImageCondition | None, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> image latents (2, c, F, h, w) for [unconditional, conditional] (the same image in both, as the
+        original) and image embeddings (2, 1, D) (zeros, then the image's)."""
         dtype = self.unet.dtype
-        dim = self.image_encoder.config.projection_dim
-        shape = (1, self.latent_channels, frames, self.latent_height, self.latent_width)
-        if key_frame is None:
-            return torch.zeros(
-                (2, *shape[1:]), device=self.device, dtype=dtype
-            ), torch.zeros(2, 1, dim, device=self.device, dtype=dtype)
-        key = key_frame[None].to(self.device, self.vae.dtype)
-        z = self.vae.encode(key).latent_dist.mean * self.scaling_factor  # (1, c, h, w)
-        mask = [torch.ones_like(z) * ((i + 1) / max(frames - 1, 1)) for i in range(frames - 1)]
-        latents = torch.stack([z] + mask, dim=2)  # (1, c, F, h, w)
-        size = self.image_encoder.config.image_size
-        x = (F.interpolate(key_frame[None].float(), size=(size, size), mode="bicubic", antialias=True) + 1) / 2
-        x = (x - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-        embeds = self.image_encoder(pixel_values=x.to(self.device, self.image_encoder.dtype)).image_embeds[:, None]
-        return (
-            torch.cat([torch.zeros_like(latents), latents]).to(dtype), torch.cat([torch.zeros_like(embeds), embeds]).to(dtype)
-        )
+        if cond is None:
+            dim = self.image_encoder.config.projection_dim
+            shape = (2, self.latent_channels, frames, self.latent_height, self.latent_width)
+            return torch.zeros(shape, device=self.device, dtype=dtype), torch.zeros(2, 1, dim, device=self.device, dtype=dtype)
+        z = cond.latents.to(self.device)
+        masks = [torch.full_like(z, (i + 1) / max(frames - 1, 1)) for i in range(frames - 1)]
+        latents = torch.stack([z] + masks, dim=1)[None]  # (1, c, F, h, w)
+        embeds = cond.embeds.to(self.device)[None]  # (1, 1, D)
+        return torch.cat([latents, latents]).to(dtype), torch.cat([torch.zeros_like(embeds), embeds]).to(dtype)
 
     @torch.no_grad()
-    def predict(self, state: I2VGenState, x_t: torch.Tensor, step: int, context: torch.Tensor | None = None
+    def predict(self, state: I2VGenState, x_t: torch.Tensor, step: int, context: ImageCondition | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """One chunk x_t (C, c, h', w') -> (x0, eps); CFG halves batched or, with sequential_cfg, one at a time.
-        `context`: the chunk's key frame from `chunk_context` (None: the video-level one)."""
+        `context`: the chunk's key frame from `chunk_context(s)` (None: the job's image)."""
         self._check_latents("predict", x_t)
         t = self.timesteps[self._check_step(step)]
         frames = x_t.shape[0]
         sample = x_t.to(self.device, self.unet.dtype).permute(1, 0, 2, 3)[None].expand(2, -1, -1, -1, -1)
-        key = context if context is not None else state.key_frame
-        image_latents, image_embeds = self._image_conditioning(key, frames)
+        image_latents, image_embeds = self._unet_conditioning(context if context is not None else state.condition, frames)
         args = dict(encoder_hidden_states=state.embeddings, image_latents=image_latents, image_embeddings=image_embeds)
         timestep = torch.tensor([t], device=self.device)
-        fps = torch.tensor([ENHANCE_FPS], device=self.device)
+        fps = torch.tensor([self.fps], device=self.device)
         if self.sequential_cfg:
             out = torch.cat([
                 self.unet(sample[i : i + 1], timestep, fps=fps, **{k: v[i : i + 1] for k, v in args.items()}).sample
@@ -117,8 +187,6 @@ class I2VGenXLEnhancer(VideoEnhancer):
             out = self.unet(sample, timestep, fps=fps.expand(2), **args).sample.float()
         guided = out[0] + self.settings.guidance_scale * (out[1] - out[0])
         model_out = guided.permute(1, 0, 2, 3).to(x_t.device)
-        from stt2v_ray.plan.samplers import to_x0_eps
-
         return to_x0_eps(x_t.float(), model_out, self.alpha_bar(step), self.prediction_type)
 
 
@@ -162,7 +230,7 @@ def build_models(size: str = "full", seed: int = 0):
 
 def build_i2vgen_enhancer(run: RunSettings, base_height: int, base_width: int, device="cpu", size: str = "full",
                           paths: dict | None = None) -> I2VGenXLEnhancer:
-    dtype, scheduler = torch_dtype(run.memory), None
+    dtype, scheduler = torch_dtype(run.memory), None  # None: RANDOM_WEIGHTS_SCHEDULER
     if run.weights.mode == "pretrained":
         if not paths or "enhancer" not in paths:
             raise ValueError("enhancer: pretrained weights need the resolved 'enhancer' component (ali-vilab/i2vgen-xl)")
@@ -172,7 +240,7 @@ def build_i2vgen_enhancer(run: RunSettings, base_height: int, base_width: int, d
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(root / "image_encoder", torch_dtype=dtype)
         vae = AutoencoderKL.from_pretrained(root / "vae", torch_dtype=dtype)
         unet = I2VGenXLUNet.from_pretrained(root / "unet", torch_dtype=dtype)
-        scheduler = json.loads((root / "scheduler" / "scheduler_config.json").read_text())
+        scheduler = load_scheduler(root)
     else:
         tokenizer, text_encoder, vae, unet, image_encoder = build_models(size)
         if dtype != torch.float32:
