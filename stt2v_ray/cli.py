@@ -1,7 +1,8 @@
 """`stt2v-ray`: render, validate and inspect StreamingT2V batch runs.
 
 Exit codes: 0 every video ok; 1 some videos failed (see results.parquet); 2 invalid
-input (nothing rendered, nothing written).
+input, or an output holding the same ids from other settings (nothing rendered);
+130/143 stopped by SIGINT/SIGTERM (the tables hold the videos finished so far).
 """
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_args(render)
     render.add_argument("--output", required=True, help="output folder: local path or fsspec URL (s3://bucket/prefix)")
     render.add_argument("--quiet", action="store_true", help="no progress lines")
+    render.add_argument("--overwrite", action="store_true",
+                        help="render every video again, even those OUTPUT/records/ says are done (default: the same "
+                             "command resumes: videos recorded ok with the same request and settings are skipped)")
     render.add_argument("--evaluate", action="store_true",
                         help="afterwards compute quality metrics of the ok videos (as `stt2v-ray evaluate OUTPUT`)")
 
@@ -130,10 +134,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.input}: ok ({source.count()} videos)")
             return 0
         from stt2v_ray.progress import Progress
-        from stt2v_ray.run import render
+        from stt2v_ray.run import OutputClashError, render
 
-        summary = render(args.input, args.output, args.overrides, options,
-                         progress=Progress(quiet=args.quiet) if args.quiet else None)
+        try:
+            summary = render(args.input, args.output, args.overrides, options,
+                             progress=Progress(quiet=args.quiet) if args.quiet else None, overwrite=args.overwrite)
+        except OutputClashError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     except InputError as exc:
         print(f"{args.input}: {len(exc.issues)} error(s):\n{exc}", file=sys.stderr)
         return 2
@@ -143,7 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     except ExecutorStartError as exc:
         print(f"error: could not start the executor, nothing was rendered: {exc}", file=sys.stderr)
         return 2
-    print(f"{summary.ok}/{summary.total} videos ok, {summary.failed} failed, {summary.seconds:.1f}s -> {summary.output}")
+    notes = [f"{summary.skipped} skipped (done before)"] if summary.skipped else []
+    if summary.missing:
+        notes.append(f"{summary.missing} not rendered yet (run the same command again to resume)")
+    if summary.interrupted:
+        notes.append(f"stopped by {summary.interrupted}")
+    print(f"{summary.ok}/{summary.total} videos ok, {summary.failed} failed" + "".join(f", {n}" for n in notes)
+          + f", {summary.seconds:.1f}s -> {summary.output}")
     if args.evaluate and summary.ok:
         code = _evaluate(args.output, args.storage_options)
         if code:

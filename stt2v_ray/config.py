@@ -136,6 +136,12 @@ class MemorySettings(Strict):
     sequential_cfg: bool = Field(False, description="Run the conditional and unconditional CFG halves one after the other instead of as one batch (less memory, slower).")
 
 
+class ShutdownSettings(Strict):
+    """What the driver does on SIGINT/SIGTERM (see docs/faults.md)."""
+
+    grace_s: float = Field(30.0, ge=0.0, le=86400.0, description="Seconds the videos in flight get to finish after SIGINT/SIGTERM (no new ones start); then they are abandoned, the tables written, exit 130/143.")
+
+
 class RunSettings(Strict):
     preset: str = Field("tiny", description="Model preset by name (`stt2v-ray presets` lists them).")
 
@@ -164,6 +170,7 @@ class RunSettings(Strict):
     ray: RaySettings = Field(default_factory=RaySettings)
     weights: WeightsSettings = Field(default_factory=WeightsSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
 
 
 # ---------------------------------------------------------------- layering helpers
