@@ -127,6 +127,20 @@ class RecordStore:
             log.warning("could not remove %s: %s", path, exc)
 
 
+    def sweep_temps(self) -> list[str]:
+        """Remove temp files a killed writer left in `videos/` (local outputs write a hidden
+        `.<name>.tmp-*` beside the target, then rename; object stores upload whole objects)."""
+        fs, path = filesystem(join_uri(self.output_uri, "videos"), self.storage_options)
+        removed = []
+        with contextlib.suppress(OSError):
+            if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)) and fs.isdir(path):
+                for p in fs.ls(path, detail=False):
+                    name = posixpath.basename(p)
+                    if name.startswith(".") and ".tmp-" in name:
+                        fs.rm(p)
+                        removed.append(name)
+        return removed
+
     def tidy(self) -> None:
         """Remove an empty `_work/` folder (local outputs; object stores have no empty folders)."""
         fs, path = filesystem(join_uri(self.output_uri, "_work"), self.storage_options)

@@ -138,6 +138,7 @@ def render(input_uri: str, output_uri: str, overrides: list[str] | None = None,
     sdigest = settings_digest(settings)
     if store.any():
         _check_or_clear_records(source, store, sdigest, overwrite, output_uri)  # before anything renders
+    store.sweep_temps()  # a killed run's half-written MP4s (hidden temp names) never stay visible
     stop = GracefulStop(settings.shutdown.grace_s, lambda name, grace: progress.note(
         f"{name}: no new videos; {grace:g}s for those in flight, then the tables are written"))
     counts = {"rendered": 0, "skipped": 0, "unrecorded": 0}
