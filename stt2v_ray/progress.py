@@ -18,7 +18,7 @@ class Progress:
         if not self.quiet:
             print(text, file=self.stream, flush=True)
 
-    def video(self, video_id: str, description: str, totals: dict[str, int]) -> "VideoProgress":
+    def video(self, video_id: str, description: str, totals: dict[str, int]) -> VideoProgress:
         self.index += 1
         of = f"/{self.total}" if self.total else ""
         self._print(f"[{self.index}{of}] {video_id}: {description}")

@@ -204,14 +204,14 @@ def assemble(requests: Iterable[tuple], extra_schema: pa.Schema, store: RecordSt
                     continue
                 counts["ok" if record["status"] == "ok" else "failed"] += 1
                 rows.append({k: record["row"].get(k) for k in RESULT_COLUMNS})
-                for column, (src, _, _) in zip(extra_values, extras):
+                for column, (src, _, _) in zip(extra_values, extras, strict=True):
                     column.append(extra.get(src))
                 for u in record["timeline"]:
-                    units.append(dict(zip(TIMELINE_SCHEMA.names, [request.id, *u[1:7]])))
+                    units.append(dict(zip(TIMELINE_SCHEMA.names, [request.id, *u[1:7]], strict=True)))
             if not rows:
                 continue
             table = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
-            for values, (_, name, type_) in zip(extra_values, extras):
+            for values, (_, name, type_) in zip(extra_values, extras, strict=True):
                 table = table.append_column(pa.field(name, type_), _extra_array(values, type_))
             results.write_table(table)
             timeline.write_table(pa.Table.from_pylist(units, schema=TIMELINE_SCHEMA))

@@ -154,7 +154,7 @@ def render(input_uri: str, output_uri: str, overrides: list[str] | None = None,
             with stop.critical():
                 _commit(store, row, extra, timeline.take(row["id"]), sdigest, counts)
     except GraceExpired:
-        progress.note(f"grace period over: videos still in flight are abandoned (rendered again by the next run)")
+        progress.note("grace period over: videos still in flight are abandoned (rendered again by the next run)")
     finally:
         with stop.critical(then_raise=False):
             try:

@@ -9,8 +9,8 @@ bitwise the frames of an uninterrupted run.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from typing import Callable, Iterator
 
 import torch
 

@@ -6,7 +6,15 @@ import json
 import signal
 
 from tests.faults.conftest import (
-    kill_session, record, results, saved_chunks, sets, start_driver, video_files, wait_for, write_manifest,
+    kill_session,
+    record,
+    results,
+    saved_chunks,
+    sets,
+    start_driver,
+    video_files,
+    wait_for,
+    write_manifest,
 )
 
 
