@@ -1,7 +1,8 @@
 """`stt2v-ray`: render, validate and inspect StreamingT2V batch runs.
 
 Exit codes: 0 every video ok; 1 some videos failed (see results.parquet); 2 invalid
-input (nothing rendered, nothing written).
+input, or an output holding the same ids from other settings (nothing rendered);
+130/143 stopped by SIGINT/SIGTERM (the tables hold the videos finished so far).
 """
 from __future__ import annotations
 
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the videos it would make (id, prompt, image, num_frames, fps, seed) and the "
                              "resolved settings; render nothing, start nothing")
     render.add_argument("--quiet", action="store_true", help="no progress lines")
+    render.add_argument("--overwrite", action="store_true",
+                        help="render every video again, even those OUTPUT/records/ says are done (default: the same "
+                             "command resumes: videos recorded ok with the same request and settings are skipped)")
     render.add_argument("--evaluate", action="store_true",
                         help="afterwards compute quality metrics of the ok videos (as `stt2v-ray evaluate OUTPUT`)")
 
@@ -171,10 +175,15 @@ def main(argv: list[str] | None = None) -> int:
             print("error: render needs --output (a folder or URL)", file=sys.stderr)
             return 2
         from stt2v_ray.progress import Progress
-        from stt2v_ray.run import render
+        from stt2v_ray.run import OutputClashError, render
 
-        summary = render(label, output, overrides, options,
-                         progress=Progress(quiet=args.quiet) if args.quiet else None, source=source)
+        try:
+            summary = render(label, output, overrides, options,
+                             progress=Progress(quiet=args.quiet) if args.quiet else None, source=source,
+                             overwrite=args.overwrite)
+        except OutputClashError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     except FlagConflict as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -187,8 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     except ExecutorStartError as exc:
         print(f"error: could not start the executor, nothing was rendered: {exc}", file=sys.stderr)
         return 2
-    print(f"{summary.ok}/{summary.total} videos ok, {summary.failed} failed, "
-          f"{summary.seconds:.1f}s -> {redact_uri(summary.output)}")
+    notes = [f"{summary.skipped} skipped (done before)"] if summary.skipped else []
+    if summary.missing:
+        notes.append(f"{summary.missing} not rendered yet (run the same command again to resume)")
+    if summary.interrupted:
+        notes.append(f"stopped by {summary.interrupted}")
+    print(f"{summary.ok}/{summary.total} videos ok, {summary.failed} failed" + "".join(f", {n}" for n in notes)
+          + f", {summary.seconds:.1f}s -> {redact_uri(summary.output)}")
     if args.evaluate and summary.ok:
         code = _evaluate(output, args.storage_options)
         if code:

@@ -221,6 +221,15 @@ class InputSettings(Strict):
                                   description="Largest image decoded, width x height (read from the header before decoding).")
 
 
+class ShutdownSettings(Strict):
+    """What the driver does on SIGINT/SIGTERM (see docs/faults.md)."""
+
+    grace_s: float = Field(
+        30.0, ge=0.0, le=86400.0,
+        description="Seconds the videos in flight get to finish after SIGINT/SIGTERM (no new ones start); "
+                    "then they are abandoned, the tables written, exit 130/143.")
+
+
 class RunSettings(Strict):
     preset: str = Field("tiny", description="Model preset by name (`stt2v-ray presets` lists them).")
 
@@ -252,6 +261,7 @@ class RunSettings(Strict):
     weights: WeightsSettings = Field(default_factory=WeightsSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     inputs: InputSettings = Field(default_factory=InputSettings, description="Image URI policy and image size caps.")
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
 
 
 # ---------------------------------------------------------------- layering helpers

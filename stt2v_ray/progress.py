@@ -24,18 +24,27 @@ class Progress:
         self._print(f"[{self.index}{of}] {video_id}: {description}")
         return VideoProgress(self, video_id, totals)
 
+    def skipped(self, video_id: str, detail: str) -> None:
+        """A video not rendered in this run (its record says ok for the same digests)."""
+        self.index += 1
+        of = f"/{self.total}" if self.total else ""
+        self._print(f"[{self.index}{of}] {video_id}: skipped - {detail}")
+
+    def note(self, text: str) -> None:
+        self._print(text)
+
 
 class VideoProgress:
     def __init__(self, parent: Progress, video_id: str, totals: dict[str, int]):
         self.parent, self.video_id, self.totals = parent, video_id, totals
         self.done: dict[str, int] = defaultdict(int)
-        self.start = self._last = time.time()
+        self.start = self._last = time.monotonic()
 
     def unit(self, stage: str, unit: str) -> None:
         if unit == "prepare":
             return
         self.done[stage] += 1
-        now = time.time()
+        now = time.monotonic()
         if now - self._last >= self.parent.interval:
             self._last = now
             self.parent._print(f"    {self.video_id}: {self.status()}")
@@ -48,5 +57,5 @@ class VideoProgress:
         return " | ".join(parts)
 
     def finish(self, status: str, detail: str = "") -> None:
-        took = time.time() - self.start
+        took = time.monotonic() - self.start
         self.parent._print(f"    {self.video_id}: {status} in {took:.1f}s{(' - ' + detail) if detail else ''}")

@@ -45,6 +45,8 @@ RESULT_SCHEMA = pa.schema(
         ("interpolate_seconds", pa.float64()),
         ("encode_seconds", pa.float64()),
         ("total_seconds", pa.float64()),
+        ("request_digest", pa.string()),  # see stt2v_ray.records: what each digest covers
+        ("settings_digest", pa.string()),
     ]
 )
 RESULT_COLUMNS = tuple(RESULT_SCHEMA.names)
@@ -57,32 +59,46 @@ def _write_parquet(table: pa.Table, uri: str, storage_options: dict | None) -> N
 
 
 class Timeline:
-    """Thread-safe log of (video, stage, worker, unit) time spans, written as Parquet."""
+    """Thread-safe log of (video, stage, worker, unit) time spans, kept per video.
+
+    Start times are wall-clock (to line spans up across machines); durations come from a
+    monotonic clock, so a wall clock that steps back never makes a span negative or raises.
+    The driver `take`s a video's spans into its record as the video ends, so it never holds
+    the whole batch's timeline.
+    """
 
     def __init__(self) -> None:
-        self._rows: list[dict] = []
+        self._rows: dict[str, list[dict]] = {}
         self._lock = threading.Lock()
 
-    def record(self, video_id: str, stage: str, worker: str, unit: str, start: float, end: float) -> None:
-        """unit names the piece of work, e.g. "chunk 3", "segment 1", "frames 0-15"; times from time.time()."""
-        if end < start:
-            raise ValueError(f"timeline span for {video_id}/{stage}/{unit} ends before it starts: {start} > {end}")
-        row = dict(video_id=video_id, stage=stage, worker=worker, unit=unit, start=start, end=end, seconds=end - start)
+    def record(self, video_id: str, stage: str, worker: str, unit: str, start: float, end: float,
+               seconds: float | None = None) -> None:
+        """unit names the piece of work, e.g. "chunk 3", "segment 1", "frames 0-15"; start/end from time.time(),
+        seconds (when given) from a monotonic clock. A span whose wall clock stepped back counts 0 seconds."""
+        seconds = max(0.0, end - start) if seconds is None else max(0.0, seconds)
+        row = dict(video_id=video_id, stage=stage, worker=worker, unit=unit, start=start, end=start + seconds,
+                   seconds=seconds)
         with self._lock:
-            self._rows.append(row)
+            self._rows.setdefault(video_id, []).append(row)
 
     @contextlib.contextmanager
     def span(self, video_id: str, stage: str, worker: str, unit: str) -> Iterator[None]:
         """Record the time the with-block takes (also when it raises: failed work took time too)."""
-        start = time.time()
+        start, t0 = time.time(), time.monotonic()
         try:
             yield
         finally:
-            self.record(video_id, stage, worker, unit, start, time.time())
+            self.record(video_id, stage, worker, unit, start, start, time.monotonic() - t0)
+
+    def take(self, video_id: str) -> list[tuple]:
+        """Remove and return one video's spans as (video_id, stage, worker, unit, start, end, seconds)."""
+        with self._lock:
+            rows = self._rows.pop(video_id, [])
+        return [tuple(r[k] for k in TIMELINE_SCHEMA.names) for r in rows]
 
     def rows(self) -> list[dict]:
         with self._lock:
-            return [dict(r) for r in self._rows]
+            return [dict(r) for rows in self._rows.values() for r in rows]
 
     def to_table(self) -> pa.Table:
         return pa.Table.from_pylist(self.rows(), schema=TIMELINE_SCHEMA)

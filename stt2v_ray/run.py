@@ -3,16 +3,21 @@
 1. Open the input (manifest or Parquet dataset) and resolve the settings: field defaults,
    then the preset's defaults, then the manifest's `settings`, then `--set` overrides.
 2. Validate everything (settings and every row) before rendering anything: InputError.
-3. Render each video through the executor; a failed video becomes a `failed` row.
-4. Write results.parquet, timeline.parquet and run.json (each atomically), even when
-   the run is interrupted, so what was rendered is never lost.
+3. Resume: skip the videos whose record (`<output>/records/<id>.json`) says ok for the same
+   request and settings digests and whose MP4 exists; refuse an id recorded with other
+   digests (OutputClashError) unless `overwrite`.
+4. Render the rest through the executor; as each video ends (ok or failed) commit its record.
+   SIGINT/SIGTERM: admit no more videos, give those in flight `shutdown.grace_s`, then stop.
+5. Assemble results.parquet, timeline.parquet and run.json from the records (streaming), also
+   when the run is interrupted, so what was rendered is never lost.
 """
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stt2v_ray.config import RunSettings
 from stt2v_ray.inputs.errors import InputError
@@ -20,21 +25,43 @@ from stt2v_ray.inputs.images import with_input_roots
 from stt2v_ray.inputs.source import InputSource, open_input
 from stt2v_ray.presets import PRESETS
 from stt2v_ray.progress import Progress
-from stt2v_ray.results import ResultsTable, Timeline, package_versions, write_run_json
-from stt2v_ray.storage import join_uri, redact, redact_text, redact_uri, storage_options_for
+from stt2v_ray.records import RecordStore, assemble, batched, request_digest, settings_digest
+from stt2v_ray.results import Timeline, package_versions, write_run_json
+from stt2v_ray.shutdown import GraceExpired, GracefulStop
+from stt2v_ray.storage import filesystem, join_uri, redact, redact_text, redact_uri, storage_options_for
+
+log = logging.getLogger(__name__)
+
+
+class OutputClashError(ValueError):
+    """Ids already recorded in the output with other request or settings digests."""
+
+    def __init__(self, output: str, clashes: list[str], total: int):
+        self.ids = clashes
+        more = f" (and {total - len(clashes)} more)" if total > len(clashes) else ""
+        super().__init__(
+            f"{output} already holds {total} video(s) rendered from another request or other settings: "
+            f"{', '.join(clashes)}{more}. Use another --output, or --overwrite to render them again.")
 
 
 @dataclass
 class RunSummary:
     output: str
-    total: int
-    ok: int
+    total: int  # videos of the input
+    ok: int  # recorded ok, across runs
     failed: int
     seconds: float
+    missing: int = 0  # not rendered yet (interrupted, or their record could not be written)
+    skipped: int = 0  # ok in an earlier run, not rendered again
+    rendered: int = 0  # ended in this run
+    interrupted: str | None = None  # "SIGINT" / "SIGTERM"
+    exit_override: int | None = field(default=None, repr=False)
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.failed == 0 else 1
+        if self.exit_override is not None:
+            return self.exit_override
+        return 0 if self.failed == 0 and self.missing == 0 else 1
 
 
 def preset_base(source: InputSource, overrides: list[str]) -> dict:
@@ -103,43 +130,132 @@ def make_executor(settings: RunSettings):
 
 def render(input_uri: str, output_uri: str, overrides: list[str] | None = None,
            storage_options: dict | None = None, progress: Progress | None = None,
-           source: InputSource | None = None) -> RunSummary:
+           source: InputSource | None = None, overwrite: bool = False) -> RunSummary:
     overrides = list(overrides or [])
     source, settings = load_and_validate(input_uri, overrides, storage_options, source)
     families = families_of(source) if PRESETS[settings.preset].sources else None
     weights_note = preflight_weights(settings, families)  # MissingWeightsError before anything renders
     out_options = storage_options_for(output_uri, storage_options)
     progress = progress or Progress(total_videos=source.count())
-    timeline, results = Timeline(), ResultsTable()
-    started = time.time()
-    ok = failed = 0
+    store = RecordStore(output_uri, out_options)
+    sdigest = settings_digest(settings)
+    if store.any():
+        _check_or_clear_records(source, store, sdigest, overwrite, output_uri)  # before anything renders
+    store.sweep_temps()  # a killed run's half-written MP4s (hidden temp names) never stay visible
+    stop = GracefulStop(settings.shutdown.grace_s, lambda name, grace: progress.note(
+        f"{name}: no new videos; {grace:g}s for those in flight, then the tables are written"))
+    counts = {"rendered": 0, "skipped": 0, "unrecorded": 0}
+    timeline = Timeline()
+    started, t0 = time.time(), time.monotonic()
     # The workers never see the input: its folder travels as an allowed image prefix (inputs.images).
     executor = make_executor(with_input_roots(settings, source.image_roots()))
     executor.start(out_options)  # raises (nothing written) when the pools cannot be placed
+    stop.install()  # after the executor starts: Ray's own handlers must not replace ours
+    videos = executor.run(_admitted(source, store, sdigest, overwrite, stop, progress, counts, output_uri, out_options),
+                          output_uri, out_options, timeline, progress)
     try:
-        for row, extra in executor.run(source.iter_requests(), output_uri, out_options, timeline, progress):
-            results.add(row, extra)
-            ok += row["status"] == "ok"
-            failed += row["status"] != "ok"
+        for row, extra in videos:
+            with stop.critical():
+                _commit(store, row, extra, timeline.take(row["id"]), sdigest, counts)
+    except GraceExpired:
+        progress.note("grace period over: videos still in flight are abandoned (rendered again by the next run)")
     finally:
-        executor.close()
-        ended = time.time()
-        results.write(join_uri(output_uri, "results.parquet"), out_options)
-        timeline.write(join_uri(output_uri, "timeline.parquet"), out_options)
-        write_run_json(join_uri(output_uri, "run.json"), {
-            "input": redact_uri(input_uri),
-            "output": redact_uri(output_uri),
-            "settings": settings.model_dump(mode="json"),
-            "overrides": [redact_text(o) for o in overrides],
-            "storage_options": redact(storage_options or {}),
-            "versions": package_versions(),
-            "started": _iso(started),
-            "ended": _iso(ended),
-            "seconds": round(ended - started, 3),
-            "videos": {"ok": ok, "failed": failed},
-            "weights": weights_note,
-        }, out_options)
-    return RunSummary(output_uri, ok + failed, ok, failed, ended - started)
+        with stop.critical(then_raise=False):
+            try:
+                executor.close()
+            finally:
+                videos.close()
+                tables = assemble(source.iter_requests(), source.extra_schema(), store, output_uri)
+                store.tidy()
+                ended = time.time()
+                write_run_json(join_uri(output_uri, "run.json"), {
+                    "input": redact_uri(input_uri),
+                    "output": redact_uri(output_uri),
+                    "settings": settings.model_dump(mode="json"),
+                    "settings_digest": sdigest,
+                    "overrides": [redact_text(o) for o in overrides],
+                    "overwrite": overwrite,
+                    "storage_options": redact(storage_options or {}),
+                    "versions": package_versions(),
+                    "started": _iso(started),
+                    "ended": _iso(ended),
+                    "seconds": round(time.monotonic() - t0, 3),
+                    "videos": tables,  # over the whole input, across runs
+                    "this_run": {**counts, "interrupted": _signame(stop)},
+                    "weights": weights_note,
+                }, out_options)
+        stop.uninstall()
+    return RunSummary(output_uri, source.count(), tables["ok"], tables["failed"], time.monotonic() - t0,
+                      missing=tables["missing"], skipped=counts["skipped"], rendered=counts["rendered"],
+                      interrupted=_signame(stop), exit_override=stop.exit_code)
+
+
+def _signame(stop: GracefulStop) -> str | None:
+    import signal
+
+    return signal.Signals(stop.signum).name if stop.signum is not None else None
+
+
+def _check_or_clear_records(source: InputSource, store: RecordStore, sdigest: str, overwrite: bool, output_uri: str
+                            ) -> None:
+    """One streaming pass over the input and its records: clashes are an error; --overwrite drops the records."""
+    clashes, total = [], 0
+    for batch in batched(source.iter_requests()):
+        records = store.read_many([r.id for r, _ in batch])
+        if overwrite:
+            store.remove(list(records))
+            continue
+        for request, _ in batch:
+            record = records.get(request.id)
+            if record and (record["request_digest"], record["settings_digest"]) != (request_digest(request), sdigest):
+                total += 1
+                if len(clashes) < 20:
+                    which = "request" if record["request_digest"] != request_digest(request) else "settings"
+                    clashes.append(f"{request.id!r} ({which} differ)")
+    if total:
+        raise OutputClashError(output_uri, clashes, total)
+
+
+def _admitted(source, store, sdigest, overwrite, stop, progress, counts, output_uri, out_options):
+    """The requests to render: none once `stop` is set; videos recorded ok (same digests, MP4 there) are skipped."""
+    for batch in batched(source.iter_requests(), 64):
+        records = {} if overwrite else store.read_many([r.id for r, _ in batch])
+        for request, extra in batch:
+            if stop.stop.is_set():
+                return
+            record = records.get(request.id)
+            if (record is not None and record["status"] == "ok" and record["settings_digest"] == sdigest
+                    and record["request_digest"] == request_digest(request) and _exists(record["row"]["video_uri"], out_options)):
+                counts["skipped"] += 1
+                progress.skipped(request.id, f"ok in an earlier run ({record['row']['video_uri']})")
+                continue
+            if overwrite:
+                store.remove_work(request.id)  # a fresh render: no saved chunks either
+            yield request, extra
+
+
+def _exists(uri: str | None, options: dict | None) -> bool:
+    if not uri:
+        return False
+    try:
+        fs, path = filesystem(uri, options)
+        return fs.exists(path)
+    except OSError:
+        return False
+
+
+def _commit(store: RecordStore, row: dict, extra: dict, units: list, sdigest: str, counts: dict) -> None:
+    """The video's record, right after its MP4; a storage error leaves it unrecorded (the next run renders it)."""
+    counts["rendered"] += 1
+    try:
+        store.commit(row, extra, units, (row["request_digest"], sdigest))
+    except Exception as exc:  # noqa: BLE001 - one lost record never stops the batch
+        counts["unrecorded"] += 1
+        print(f"WARNING: could not record {row['id']} ({type(exc).__name__}: {exc}); the next run renders it again",
+              file=sys.stderr)
+        return
+    if row["status"] == "ok":
+        store.remove_work(row["id"])  # failed videos keep theirs: a rerun continues from the last saved chunk
 
 
 def _iso(t: float) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from stt2v_ray.config import RunSettings
 from stt2v_ray.pipeline.components import Components, family_of
 from stt2v_ray.pipeline.video import STAGES, StageClock, progress_totals, render_video
+from stt2v_ray.records import request_digest, settings_digest, work_uri
 from stt2v_ray.storage import join_uri
 
 
@@ -14,9 +15,11 @@ def video_uri(output_uri: str, video_id: str) -> str:
     return join_uri(output_uri, "videos", f"{video_id}.mp4")
 
 
-def base_row(request) -> dict:
+def base_row(request, settings: RunSettings | None = None) -> dict:
     return {"id": request.id, "status": "failed", "video_uri": None, "num_frames": None, "fps": None,
-            "width": None, "height": None, "seed": request.seed, "frames_sha256": None, "error": None}
+            "width": None, "height": None, "seed": request.seed, "frames_sha256": None, "error": None,
+            "request_digest": request_digest(request),
+            "settings_digest": settings_digest(settings) if settings is not None else None}
 
 
 def stage_seconds(seconds: dict[str, float]) -> dict[str, float]:
@@ -46,14 +49,15 @@ class LocalExecutor:
     def render_one(self, request, output_uri, storage_options, timeline, progress) -> dict:
         import time
 
-        row = base_row(request)
+        row = base_row(request, self.settings)
         totals = progress_totals(request, self.settings)
         vp = progress.video(request.id, f"{family_of(request)}, {request.num_frames} frames, seed {request.seed}", totals)
         clock = StageClock(request.id, "local", timeline, vp.unit)
-        start = time.time()
+        start = time.monotonic()
         try:
             uri = video_uri(output_uri, request.id)
-            row.update(render_video(request, self.settings, self.components, uri, clock, storage_options))
+            work = work_uri(output_uri, request, self.settings)
+            row.update(render_video(request, self.settings, self.components, uri, clock, storage_options, work))
             row.update(status="ok", video_uri=uri)
             vp.finish("ok", uri)
         except Exception as exc:  # one failed video never stops the batch
@@ -62,7 +66,7 @@ class LocalExecutor:
             if progress and not progress.quiet:
                 traceback.print_exc()
         row.update(stage_seconds(clock.seconds))
-        row["total_seconds"] = round(time.time() - start, 4)
+        row["total_seconds"] = round(time.monotonic() - start, 4)
         return row
 
     def start(self, storage_options: dict | None) -> None:

@@ -22,6 +22,7 @@ from stt2v_ray.config import InputSettings, RunSettings
 from stt2v_ray.inputs.images import ImagePolicy, image_storage_options
 from stt2v_ray.models.blocks.job import GenerationJob
 from stt2v_ray.pipeline.base import stream_base_chunks
+from stt2v_ray.pipeline.checkpoint import ChunkStore
 from stt2v_ray.pipeline.enhance import EnhanceRecipe, enhance_stream
 from stt2v_ray.plan.chunks import (
     EnhancePlan,
@@ -101,15 +102,17 @@ class _Span:
         self.clock, self.stage, self.unit = clock, stage, unit
 
     def __enter__(self):
-        self.start = time.time()
+        # Wall clock for where the span lies, monotonic clock for how long it took (a wall
+        # clock that steps back mid-span must not make it negative).
+        self.start, self._t0 = time.time(), time.monotonic()
         return self
 
     def __exit__(self, exc_type, *exc):
-        end = time.time()
+        seconds = time.monotonic() - self._t0
         c = self.clock
-        c.seconds[self.stage] += end - self.start
+        c.seconds[self.stage] += seconds
         if c.timeline is not None:
-            c.timeline.record(c.video_id, self.stage, c.worker, self.unit, self.start, end)
+            c.timeline.record(c.video_id, self.stage, c.worker, self.unit, self.start, self.start + seconds, seconds)
         if exc_type is None and c.on_unit is not None:
             c.on_unit(self.stage, self.unit)
         return False
@@ -147,8 +150,10 @@ def open_image(uri: str, storage_options: dict | None, inputs: InputSettings) ->
 
 
 def render_video(request, settings: RunSettings, components, video_uri: str, clock: StageClock,
-                 storage_options: dict | None = None) -> dict:
-    """Render one request to `video_uri`; return the result row's measured fields."""
+                 storage_options: dict | None = None, work_uri: str | None = None) -> dict:
+    """Render one request to `video_uri`; return the result row's measured fields.
+
+    With `work_uri`, base chunks are checkpointed there and the ones already saved are reused."""
     # 1. Inputs and models.
     family = "i2v" if request.image else "t2v"
     generator = components.generator(family)
@@ -158,7 +163,8 @@ def render_video(request, settings: RunSettings, components, video_uri: str, clo
 
     # 2. Base chunks, streamed.
     anchor = getattr(settings, family).anchor_frame
-    frames = stream_base_chunks(generator, job, budget.generated_frames, anchor, clock)
+    store = ChunkStore(work_uri, storage_options) if work_uri else None
+    frames = stream_base_chunks(generator, job, budget.generated_frames, anchor, clock, store)
     width, height = generator.width, generator.height
 
     # 3. Enhancement by overlapping chunks with randomized blending.

@@ -17,6 +17,7 @@ import torch
 
 from stt2v_ray.config import RunSettings
 from stt2v_ray.pipeline.base import stream_base_chunks
+from stt2v_ray.pipeline.checkpoint import ChunkStore
 from stt2v_ray.pipeline.components import Components
 from stt2v_ray.pipeline.enhance import enhance_stream
 from stt2v_ray.pipeline.shard import SegmentEnhancer
@@ -34,9 +35,10 @@ class Recorder:
         self._rows: list[tuple] = []
         self._lock = threading.Lock()
 
-    def record(self, video_id, stage, worker, unit, start, end) -> None:
+    def record(self, video_id, stage, worker, unit, start, end, seconds=None) -> None:
+        seconds = max(0.0, end - start) if seconds is None else seconds
         with self._lock:
-            self._rows.append((video_id, stage, worker, unit, start, end))
+            self._rows.append((video_id, stage, worker, unit, start, start + seconds, seconds))
 
     def drain(self, video_id: str) -> list[tuple]:
         with self._lock:
@@ -76,7 +78,8 @@ class BaseWorker(Worker):
         gen = self.components.generator(family)
         return gen.height, gen.width
 
-    def chunks(self, request) -> Iterator[torch.Tensor]:
+    def chunks(self, request, work_uri: str | None = None) -> Iterator[torch.Tensor]:
+        """The video's base pieces; with `work_uri`, checkpointed there and resumed from there."""
         family = "i2v" if request.image else "t2v"
         clock = self.clock(request.id)
         generator = self.components.generator(family)
@@ -84,7 +87,8 @@ class BaseWorker(Worker):
             job = make_job(request, self.storage_options, self.settings.inputs)
         budget = frame_budget(request.num_frames, self.settings)
         anchor = getattr(self.settings, family).anchor_frame
-        yield from stream_base_chunks(generator, job, budget.generated_frames, anchor, clock)
+        store = ChunkStore(work_uri, self.storage_options) if work_uri else None
+        yield from stream_base_chunks(generator, job, budget.generated_frames, anchor, clock, store)
 
 
 class _Inbox:
@@ -262,12 +266,12 @@ class WriteWorker(Worker):
 
     def close(self, video_id: str) -> dict:
         writer, n = self._writers.pop(video_id)
-        start = time.time()
+        start, t0 = time.time(), time.monotonic()
         if writer.frames_written != n:
             writer.__exit__(RuntimeError, RuntimeError("incomplete"), None)
             raise RuntimeError(f"{video_id}: got {writer.frames_written} frames, expected {n}")
         writer.__exit__(None, None, None)
-        self.recorder.record(video_id, "encode", self.name, "finalize", start, time.time())
+        self.recorder.record(video_id, "encode", self.name, "finalize", start, start, time.monotonic() - t0)
         return {"num_frames": writer.frames_written, "frames_sha256": writer.sha256}
 
     def discard(self, video_id: str) -> None:

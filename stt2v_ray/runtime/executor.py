@@ -18,7 +18,7 @@ import collections
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import ray
 from ray.util.placement_group import remove_placement_group
@@ -29,6 +29,7 @@ from stt2v_ray.pipeline.local import base_row, stage_seconds, video_uri
 from stt2v_ray.pipeline.shard import neighbour_borders
 from stt2v_ray.pipeline.video import frame_budget, progress_totals
 from stt2v_ray.plan.chunks import base_plan, split_segments
+from stt2v_ray.records import work_uri
 from stt2v_ray.runtime.pools import ExclusivePool, make_actor, make_gangs
 
 
@@ -124,24 +125,38 @@ class RayExecutor:
         if not self._started:
             self.start(storage_options)
         s = self.settings.ray
+        self._output = output_uri
         limit = s.max_videos_in_flight or (s.base.actors + max(1, len(self._gangs)))
-        pending: collections.deque = collections.deque()
+        pending: set = set()
         counter = iter(range(1 << 62))
-        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="video") as pool:
-            for request, extra in requests:
-                if len(pending) >= limit:
-                    yield pending.popleft().result()
-                i = next(counter)
-                pending.append(pool.submit(self._video, i, request, extra, output_uri, timeline, progress))
+        requests = iter(requests)
+        # Not a `with`: on an interrupt the driver closes the actors first, which ends the
+        # in-flight threads; waiting for them here would wait for whole videos.
+        pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="video")
+        try:
+            while True:
+                # A slot first, then the next request: a driver told to stop admits nothing more.
+                while len(pending) >= limit:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:  # as each video ends, so its record is committed at once
+                        yield future.result()
+                request = next(requests, None)
+                if request is None:
+                    break
+                pending.add(pool.submit(self._video, next(counter), *request, output_uri, timeline, progress))
             while pending:
-                yield pending.popleft().result()
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        finally:
+            pool.shutdown(wait=not pending, cancel_futures=True)
 
     def _video(self, index, request, extra, output_uri, timeline, progress):
-        row = base_row(request)
+        row = base_row(request, self.settings)
         vp = progress.video(request.id, f"{'i2v' if request.image else 't2v'}, {request.num_frames} frames, "
                                         f"seed {request.seed} (ray)", progress_totals(request, self.settings))
         used: list = []
-        start = time.time()
+        start = time.monotonic()
         writer = self.writers[index % len(self.writers)]
         opened = False
         try:
@@ -163,7 +178,7 @@ class RayExecutor:
                     timeline.record(*rec)
                     seconds[rec[1]] += rec[5] - rec[4]
         row.update(stage_seconds(seconds))
-        row["total_seconds"] = round(time.time() - start, 4)
+        row["total_seconds"] = round(time.monotonic() - start, 4)
         return row, extra
 
     def _render(self, index, request, uri, used, writer, vp) -> dict:
@@ -187,7 +202,7 @@ class RayExecutor:
             base_hw = ray.get(base.call.remote("base_size", request))
             chunks = base.stream.options(
                 num_returns="streaming", _generator_backpressure_num_objects=s.max_chunks_in_flight
-            ).remote("chunks", request)
+            ).remote("chunks", request, work_uri(self._output, request, settings))
             out_hw = base_hw
             if budget.enhance is not None:
                 gang = self.gang_pool.acquire()
