@@ -45,6 +45,7 @@ RESULT_SCHEMA = pa.schema(
         ("interpolate_seconds", pa.float64()),
         ("encode_seconds", pa.float64()),
         ("total_seconds", pa.float64()),
+        ("attempts", pa.int64()),  # renders of the video in this run (Ray retries one lost to a dead actor or node)
     ]
 )
 RESULT_COLUMNS = tuple(RESULT_SCHEMA.names)

@@ -16,7 +16,8 @@ def video_uri(output_uri: str, video_id: str) -> str:
 
 def base_row(request) -> dict:
     return {"id": request.id, "status": "failed", "video_uri": None, "num_frames": None, "fps": None,
-            "width": None, "height": None, "seed": request.seed, "frames_sha256": None, "error": None}
+            "width": None, "height": None, "seed": request.seed, "frames_sha256": None, "error": None,
+            "attempts": 1}
 
 
 def stage_seconds(seconds: dict[str, float]) -> dict[str, float]:
