@@ -116,7 +116,8 @@ class RayExecutor:
             self._actors += [a for g in self._gangs for a in g.actors]
             all_names += [f"{g.name}s{j}" for g in self._gangs for j in range(len(g.actors))]
         # All constructed (models load lazily, once); bounded like every other wait.
-        self.pids = dict(zip(all_names, ray.get([a.pid.remote() for a in self._actors], timeout=self.place_timeout)))
+        self.pids = dict(zip(all_names, ray.get([a.pid.remote() for a in self._actors], timeout=self.place_timeout),
+                             strict=True))
         t, ev = self.settings.retry.ping_timeout_s, self._event
         self.base_pool = Pool("base", self.bases, names["base"], t, ev)
         self.gang_pool = Pool("enhance", self._gangs, [g.name for g in self._gangs], t, ev)
@@ -221,7 +222,7 @@ class RayExecutor:
         return lost
 
     def _name(self, actor) -> str:
-        for name, a in zip(self.pids, self._actors):
+        for name, a in zip(self.pids, self._actors, strict=True):
             if a is actor:
                 return name
         return "?"
@@ -299,7 +300,7 @@ class RayExecutor:
         segments = split_segments(budget.enhance.num_chunks, len(actors))
         actors = actors[: len(segments)]
         ranges = attempt.get([a.call.remote("open_segment", request, base_hw, k0, k1)
-                              for a, (k0, k1) in zip(actors, segments)])
+                              for a, (k0, k1) in zip(actors, segments, strict=True)])
         # Feed each base piece to the shards whose frames it covers (refs only; Ray moves the data).
         family = "i2v" if request.image else "t2v"
         fam = getattr(self.settings, family)
@@ -307,7 +308,7 @@ class RayExecutor:
         start, fed = 0, []
         for k, ref in enumerate(chunks):
             n = min(plan.chunk(k).num_kept, budget.generated_frames - start)
-            for a, (f0, f1, _) in zip(actors, ranges):
+            for a, (f0, f1, _) in zip(actors, ranges, strict=True):
                 if start < f1 and start + n > f0:
                     fed.append(attempt.track(a.call.remote("feed_segment", vid, start, ref)))
             start += n

@@ -67,7 +67,7 @@ class Attempt:
 
     def use(self, actors: list, pids: list[int]) -> None:
         with self._lock:
-            self.actors.extend(zip(actors, pids))
+            self.actors.extend(zip(actors, pids, strict=True))
 
     def hold(self, key: str, pool, item) -> None:
         with self._lock:

@@ -11,8 +11,8 @@ import collections
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
@@ -94,7 +94,7 @@ class Pool:
     def __init__(self, stage: str, items: list, names: list[str], ping_timeout: float,
                  on_event: Callable[[dict], None], exclusive: bool = True, drop: Callable | None = None):
         self.stage, self.exclusive = stage, exclusive
-        self.items, self.names = list(items), dict(zip(map(id, items), names))
+        self.items, self.names = list(items), dict(zip(map(id, items), names, strict=True))
         self.size = len(items)
         self.ping_timeout, self.on_event, self._drop = ping_timeout, on_event, drop
         self._free: collections.deque = collections.deque(items)
