@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import os
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -208,8 +209,10 @@ class RayExecutor:
         actors = [(a, pid) for a, pid in attempt.actors if all(a is not b for b in attempt.early)]
         if failed:
             attempt.cancel()  # base generator, enhancer steps/streams, pending pushes and writes
-            for actor, _ in actors:
+            for actor, _ in actors:  # wakes the video's tasks that wait inside an actor (steps, streams)
                 _quiet(lambda a=actor: ray.get(a.call.remote("discard", vid), timeout=t))
+            if not attempt.settle():
+                print(f"WARNING: {vid}: some cancelled work still ran after {t:g}s", file=sys.stderr, flush=True)
             for actor, pid in actors:  # the pids they had when handed out: a new pid is a restart
                 _, now = ping(actor, self.settings.retry.ping_timeout_s)
                 if now != pid:

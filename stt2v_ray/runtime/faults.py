@@ -107,9 +107,25 @@ class Attempt:
         """Cancel every task of this attempt that may still run or wait (finished ones are unaffected)."""
         self.abandoned.set()
         with self._lock:
-            refs, self.refs = self.refs, []
+            refs = list(self.refs)
         for ref in refs:
             try:
                 ray.cancel(ref)
             except Exception:  # already finished, or its actor is gone: nothing to cancel
                 pass
+
+    def settle(self) -> bool:
+        """Wait (bounded) until every task of the attempt has ended: a cancel does not stop a task that
+        already runs (an enhancer step), and one still running must not share its actor with the next
+        video (the models' schedulers keep state). -> True if all ended in time."""
+        with self._lock:
+            refs, self.refs = self.refs, []
+        # A streaming generator's own ref resolves when its task ends; no data is fetched here.
+        waitables = list(dict.fromkeys(getattr(r, "_generator_ref", r) for r in refs))
+        if not waitables:
+            return True
+        try:
+            _, pending = ray.wait(waitables, num_returns=len(waitables), timeout=self.timeout, fetch_local=False)
+        except Exception:  # e.g. the owner is gone: nothing left to wait for
+            return True
+        return not pending

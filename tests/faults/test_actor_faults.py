@@ -90,7 +90,7 @@ def check(rows, executor, reference, out, fault: Fault) -> None:
     assert fault.struck, f"the fault never found {fault.target} busy"
     # No video lost, frames as a clean run's, and the struck video was really rendered again.
     assert {k: r["status"] for k, r in rows.items()} == {"t2v": "ok", "i2v": "ok"}
-    assert {k: r["frames_sha256"] for k, r in rows.items()} == reference
+    assert {k: r["frames_sha256"] for k, r in rows.items()} == reference, (rows, executor.events)
     assert max(r["attempts"] for r in rows.values()) >= 2, rows
     retries = [e for e in executor.events if e["event"] == "retry"]
     assert retries and all(r["attempts"] <= 3 for r in rows.values())
