@@ -178,6 +178,19 @@ class RaySettings(Strict):
         return self
 
 
+class RetrySettings(Strict):
+    """Ray executor: videos hit by a lost actor, shard or node are rendered again on healthy actors."""
+
+    max_attempts: int = Field(3, ge=1, le=100, description=(
+        "Attempts per video when an actor, shard or node dies (errors raised by stage code are not retried)."))
+    stage_timeout_s: float = Field(600.0, gt=0, description=(
+        "Bound on every wait for one unit of stage work (a chunk, a step, a write, ffmpeg); past it the attempt is retried."))
+    ping_timeout_s: float = Field(60.0, gt=0, description=(
+        "How long a dead actor may take to restart and answer a ping before its pool drops it."))
+    actor_max_restarts: int = Field(3, ge=-1, le=1000, description=(
+        "Ray max_restarts of each stage actor (-1: unlimited); a pool drops an actor that stays dead."))
+
+
 class WeightsSettings(Strict):
     """Where a real preset's weights come from."""
 
@@ -259,6 +272,7 @@ class RunSettings(Strict):
     encode: EncodeSettings = Field(default_factory=EncodeSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
     weights: WeightsSettings = Field(default_factory=WeightsSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     inputs: InputSettings = Field(default_factory=InputSettings, description="Image URI policy and image size caps.")
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)

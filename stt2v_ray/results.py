@@ -47,6 +47,7 @@ RESULT_SCHEMA = pa.schema(
         ("total_seconds", pa.float64()),
         ("request_digest", pa.string()),  # see stt2v_ray.records: what each digest covers
         ("settings_digest", pa.string()),
+        ("attempts", pa.int64()),  # renders of the video in this run (Ray retries one lost to a dead actor or node)
     ]
 )
 RESULT_COLUMNS = tuple(RESULT_SCHEMA.names)

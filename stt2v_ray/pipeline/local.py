@@ -19,7 +19,8 @@ def base_row(request, settings: RunSettings | None = None) -> dict:
     return {"id": request.id, "status": "failed", "video_uri": None, "num_frames": None, "fps": None,
             "width": None, "height": None, "seed": request.seed, "frames_sha256": None, "error": None,
             "request_digest": request_digest(request),
-            "settings_digest": settings_digest(settings) if settings is not None else None}
+            "settings_digest": settings_digest(settings) if settings is not None else None,
+            "attempts": 1}
 
 
 def stage_seconds(seconds: dict[str, float]) -> dict[str, float]:

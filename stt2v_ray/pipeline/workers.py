@@ -117,7 +117,12 @@ class _Inbox:
 
     def __iter__(self):
         while True:
-            item = self.q.get()
+            try:
+                item = self.q.get(timeout=0.5)
+            except queue.Empty:
+                if self.closed:  # discarded: the video was abandoned, end the stream
+                    return
+                continue
             if item is None:
                 return
             yield item
@@ -133,6 +138,7 @@ class EnhanceWorker(Worker):
         self._segments: dict[str, SegmentEnhancer] = {}
         self._stream_args: dict[str, tuple] = {}  # video id -> (request, base size) until stream() starts
         self._step_done = threading.Condition()
+        self._failed: set[str] = set()  # videos whose step failed or that were discarded: later steps stop
 
     def _setup(self, request, base_hw):
         enhancer = self.components.enhancer(*base_hw)
@@ -149,6 +155,7 @@ class EnhanceWorker(Worker):
 
     # -- whole video, streaming (one shard): feed() and stream() run concurrently
     def open_stream(self, request, base_hw, max_pieces: int = 4) -> None:
+        self._failed.discard(request.id)
         self._inbox[request.id] = _Inbox(max_pieces)
         self._stream_args[request.id] = (request, base_hw)
 
@@ -179,34 +186,53 @@ class EnhanceWorker(Worker):
         enhancer, state, recipe, budget, clock = self._setup(request, base_hw)
         seg = SegmentEnhancer(enhancer, state, recipe, first_chunk, end_chunk, clock)
         seg.limit = budget.base_frames
+        self._failed.discard(request.id)
         self._segments[request.id] = seg
         return seg.frame_start, seg.frame_end, recipe.num_steps, seg.extra_frames
 
     def discard(self, video_id: str) -> None:
         """Forget a video's state after a failure."""
         self._segments.pop(video_id, None)
-        self._inbox.pop(video_id, None)
+        self._stream_args.pop(video_id, None)
+        inbox = self._inbox.pop(video_id, None)
+        if inbox is not None:
+            inbox.close()  # wakes a stream waiting for input and a feeder waiting for room
+        with self._step_done:
+            self._failed.add(video_id)
+            self._step_done.notify_all()  # a step waiting for this shard's previous one gives up
 
     def feed_segment(self, video_id: str, start: int, frames: torch.Tensor) -> None:
         self._segments[video_id].feed(start, frames)
 
-    def _wait_for_step(self, seg: SegmentEnhancer, done: int) -> None:
+    def _wait_for_step(self, video_id: str, seg: SegmentEnhancer, done: int) -> None:
         # A threaded actor may start step i+1 (its inputs are ready) before step i has
         # finished; its inputs depend on this shard's step i-1, so at most one step waits.
+        # It gives up when that step failed or the video was discarded, and after the stage timeout.
+        timeout = self.settings.retry.stage_timeout_s
         with self._step_done:
-            self._step_done.wait_for(lambda: seg._step >= done)
+            ok = self._step_done.wait_for(lambda: seg._step >= done or video_id in self._failed, timeout=timeout)
+            if video_id in self._failed:
+                raise RuntimeError(f"{video_id}: an earlier enhancer step of this shard failed or the video was abandoned")
+            if not ok:
+                raise TimeoutError(f"{video_id}: enhancer step {done} of this shard not done within {timeout:g}s")
 
     def step(self, video_id: str, i: int, left=None, right=None):
         seg = self._segments[video_id]
-        self._wait_for_step(seg, i - 1)
-        borders = seg.step(i, left, right)
+        self._wait_for_step(video_id, seg, i - 1)
+        try:
+            borders = seg.step(i, left, right)
+        except BaseException:
+            with self._step_done:
+                self._failed.add(video_id)
+                self._step_done.notify_all()
+            raise
         with self._step_done:
             self._step_done.notify_all()
         return borders
 
     def finish(self, video_id: str, left=None, right=None) -> Iterator[torch.Tensor]:
         seg = self._segments[video_id]
-        self._wait_for_step(seg, seg.recipe.num_steps - 1)
+        self._wait_for_step(video_id, seg, seg.recipe.num_steps - 1)
         del self._segments[video_id]
         for _, frames in seg.finish(left, right, limit=seg.limit):
             yield frames
@@ -250,7 +276,7 @@ class WriteWorker(Worker):
     def open(self, video_id: str, uri: str, width: int, height: int, fps: int, num_frames: int) -> None:
         enc = self.settings.encode
         writer = Mp4Writer(uri, width, height, fps, crf=enc.crf, preset=enc.preset, storage_options=self.storage_options,
-                           contact_sheet=ContactSheet(num_frames))
+                           contact_sheet=ContactSheet(num_frames), timeout=self.settings.retry.stage_timeout_s)
         writer.__enter__()
         self._writers[video_id] = (writer, num_frames)
 

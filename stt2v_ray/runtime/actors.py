@@ -28,7 +28,17 @@ class StageActor:
         return getattr(self.worker, method)(*args)
 
     def stream(self, method: str, *args):
-        yield from getattr(self.worker, method)(*args)
+        # ray.cancel() of a running actor task only sets a flag: stop at the next piece, so an
+        # abandoned video's generator frees its actor instead of running on.
+        context = ray.get_runtime_context()
+        pieces = getattr(self.worker, method)(*args)
+        try:
+            for item in pieces:
+                if context.is_canceled():
+                    return
+                yield item
+        finally:
+            pieces.close()  # the worker's own cleanup (finally blocks) runs now, not at garbage collection
 
     def pid(self) -> int:
         return os.getpid()

@@ -11,11 +11,17 @@ Per video (one driver thread each, at most `max_videos_in_flight` at once):
 3. Interpolation and writing actors (shared; per-video state) get the frames in order;
    the writer pipes them to ffmpeg and places the MP4 atomically.
 The driver passes object refs between actors and never fetches frames itself.
+
+Faults (runtime/faults.py): every wait is bounded by retry.stage_timeout_s; a video whose
+actor, shard or node died is cancelled (ray.cancel of all its refs), its actors are checked
+and go back to their pools, and it is rendered again from chunk 0 (the draws are keyed by
+seed and index, so the frames are the same), up to retry.max_attempts times.
 """
 from __future__ import annotations
 
 import collections
 import os
+import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -30,7 +36,9 @@ from stt2v_ray.pipeline.shard import neighbour_borders
 from stt2v_ray.pipeline.video import frame_budget, progress_totals
 from stt2v_ray.plan.chunks import base_plan, split_segments
 from stt2v_ray.records import work_uri
-from stt2v_ray.runtime.pools import ExclusivePool, make_actor, make_gangs
+from stt2v_ray.runtime.faults import Attempt, StageTimeout, retryable
+from stt2v_ray.runtime.pools import Pool, make_actor, make_gangs, ping
+from stt2v_ray.video.encode import remove_stale_parts
 
 
 def needed_resources(settings: RunSettings) -> dict[str, float]:
@@ -56,6 +64,20 @@ class RayExecutor:
         self._actors: list = []
         self._gangs: list = []
         self._started = False
+        self.events: list[dict] = []  # retries and pool shrinks, in order (for run.json)
+        self.pids: dict[str, int] = {}  # actor name -> pid at start (tests kill them by pid)
+        self._events_lock = threading.Lock()
+
+    def _event(self, event: dict) -> None:
+        with self._events_lock:
+            self.events.append(event)
+
+    def pool_report(self) -> dict:
+        """Each pool's size, healthy actors and dropped ones; the retries made (for run.json)."""
+        pools = [p for p in (getattr(self, n, None) for n in ("base_pool", "gang_pool", "interp_pool", "write_pool")) if p]
+        with self._events_lock:
+            retries = sum(e["event"] == "retry" for e in self.events)
+        return {"pools": {p.stage: p.report() for p in pools}, "retries": retries}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, storage_options) -> None:
@@ -83,17 +105,26 @@ class RayExecutor:
                 self._owns_ray = True
         self._check_resources()
         so = storage_options
-        self.bases = [make_actor("base", self.settings, f"base-{i}", so, s.base) for i in range(s.base.actors)]
-        self.interps = [make_actor("interpolate", self.settings, f"interpolate-{i}", so, s.interpolate)
-                        for i in range(s.interpolate.actors)]
-        self.writers = [make_actor("write", self.settings, f"write-{i}", so, s.write) for i in range(s.write.actors)]
+        names = {"base": [f"base-{i}" for i in range(s.base.actors)],
+                 "interpolate": [f"interpolate-{i}" for i in range(s.interpolate.actors)],
+                 "write": [f"write-{i}" for i in range(s.write.actors)]}
+        self.bases = [make_actor("base", self.settings, n, so, s.base) for n in names["base"]]
+        self.interps = [make_actor("interpolate", self.settings, n, so, s.interpolate) for n in names["interpolate"]]
+        self.writers = [make_actor("write", self.settings, n, so, s.write) for n in names["write"]]
         self._actors += self.bases + self.interps + self.writers
+        all_names = names["base"] + names["interpolate"] + names["write"]
         if self.settings.enhance.enabled:
             self._gangs = make_gangs(self.settings, so, self.place_timeout)
             self._actors += [a for g in self._gangs for a in g.actors]
-        ray.get([a.pid.remote() for a in self._actors])  # all constructed (models load lazily, once)
-        self.base_pool = ExclusivePool(self.bases)
-        self.gang_pool = ExclusivePool(self._gangs)
+            all_names += [f"{g.name}s{j}" for g in self._gangs for j in range(len(g.actors))]
+        # All constructed (models load lazily, once); bounded like every other wait.
+        self.pids = dict(zip(all_names, ray.get([a.pid.remote() for a in self._actors], timeout=self.place_timeout),
+                             strict=True))
+        t, ev = self.settings.retry.ping_timeout_s, self._event
+        self.base_pool = Pool("base", self.bases, names["base"], t, ev)
+        self.gang_pool = Pool("enhance", self._gangs, [g.name for g in self._gangs], t, ev)
+        self.interp_pool = Pool("interpolate", self.interps, names["interpolate"], t, ev, exclusive=False)
+        self.write_pool = Pool("write", self.writers, names["write"], t, ev, exclusive=False)
         self._started = True
 
     def _check_resources(self) -> None:
@@ -152,112 +183,142 @@ class RayExecutor:
             pool.shutdown(wait=not pending, cancel_futures=True)
 
     def _video(self, index, request, extra, output_uri, timeline, progress):
+        """Render one video; an attempt lost to a dead actor, shard or node is made again from scratch."""
         row = base_row(request, self.settings)
         vp = progress.video(request.id, f"{'i2v' if request.image else 't2v'}, {request.num_frames} frames, "
                                         f"seed {request.seed} (ray)", progress_totals(request, self.settings))
-        used: list = []
         start = time.monotonic()
-        writer = self.writers[index % len(self.writers)]
-        opened = False
-        try:
-            uri = video_uri(output_uri, request.id)
-            row.update(self._render(index, request, uri, used, writer, vp))
-            opened = True
-            row.update(status="ok", video_uri=uri)
-            vp.finish("ok", uri)
-        except Exception as exc:  # a failed video never stops the batch
-            row["error"] = f"{type(exc).__name__}: {_short(exc)}"
-            vp.finish("FAILED", row["error"])
-        finally:
-            if not opened:
-                for actor in set(used) | {writer}:
-                    _quiet(lambda actor=actor: ray.get(actor.call.remote("discard", request.id)))
-            seconds = collections.defaultdict(float)
-            for actor in set(used) | {writer}:
-                for rec in _quiet(lambda actor=actor: ray.get(actor.call.remote("drain", request.id))) or []:
-                    timeline.record(*rec)
-                    seconds[rec[1]] += rec[5] - rec[4]
+        uri = video_uri(output_uri, request.id)
+        seconds: dict[str, float] = collections.defaultdict(float)
+        r = self.settings.retry
+        for number in range(1, r.max_attempts + 1):
+            attempt, row["attempts"], error, lost = Attempt(number, r.stage_timeout_s), number, None, []
+            try:
+                row.update(self._render(index, request, uri, attempt, vp))
+            except Exception as exc:  # a failed video never stops the batch
+                error, retry = f"{type(exc).__name__}: {_short(exc)}", retryable(exc)
+            finally:
+                lost = self._end_attempt(attempt, request.id, error is not None, timeline, seconds)
+            if error is None:
+                row.update(status="ok", video_uri=uri, error=None)
+                vp.finish("ok", uri)
+                break
+            if lost:  # an actor of this attempt died or restarted: whatever it raised, the cause is the loss
+                error, retry = f"{error} (lost: {', '.join(lost)})", True
+            row["error"] = error
+            if not retry or number == r.max_attempts:
+                remove_stale_parts(uri)  # what a killed writer left beside the target
+                vp.finish("FAILED", error)
+                break
+            self._event({"event": "retry", "video": request.id, "attempt": number + 1, "error": error,
+                         "lost": lost, "time": time.time()})
+            vp.parent._print(f"    {request.id}: attempt {number} failed ({error}); retrying ({number + 1}/{r.max_attempts})")
         row.update(stage_seconds(seconds))
         row["total_seconds"] = round(time.monotonic() - start, 4)
         return row, extra
 
-    def _render(self, index, request, uri, used, writer, vp) -> dict:
+    def _end_attempt(self, attempt: Attempt, vid: str, failed: bool, timeline, seconds) -> list[str]:
+        """Cancel a failed attempt's work, then free its actors; collect timelines -> names of actors lost."""
+        t = self.settings.retry.stage_timeout_s
+        lost: list[str] = []
+        actors = [(a, pid) for a, pid in attempt.actors if all(a is not b for b in attempt.early)]
+        if failed:
+            attempt.cancel()  # base generator, enhancer steps/streams, pending pushes and writes
+            for actor, _ in actors:  # wakes the video's tasks that wait inside an actor (steps, streams)
+                _quiet(lambda a=actor: ray.get(a.call.remote("discard", vid), timeout=t))
+            if not attempt.settle():
+                print(f"WARNING: {vid}: some cancelled work still ran after {t:g}s", file=sys.stderr, flush=True)
+            for actor, pid in actors:  # the pids they had when handed out: a new pid is a restart
+                _, now = ping(actor, self.settings.retry.ping_timeout_s)
+                if now != pid:
+                    lost.append(self._name(actor))
+        attempt.release()  # only now: base and gang go back to their pools
+        for actor, _ in {id(a): (a, p) for a, p in attempt.actors}.values():
+            for rec in _quiet(lambda a=actor: ray.get(a.call.remote("drain", vid), timeout=t)) or []:
+                timeline.record(*rec)
+                seconds[rec[1]] += rec[6] if len(rec) > 6 else rec[5] - rec[4]
+        return lost
+
+    def _name(self, actor) -> str:
+        for name, a in zip(self.pids, self._actors, strict=True):
+            if a is actor:
+                return name
+        return "?"
+
+    def _render(self, index, request, uri, attempt: Attempt, vp) -> dict:
         settings, s = self.settings, self.settings.ray
         vid = request.id
         budget = frame_budget(request.num_frames, settings)
-        interp = self.interps[index % len(self.interps)]
-        used += [interp, writer]
-
-        base = self.base_pool.acquire()
-        used.append(base)
-        base_released = threading.Event()
+        (interp, ipids), (writer, wpids) = self.interp_pool.pick(index), self.write_pool.pick(index)
+        attempt.use([interp, writer], ipids + wpids)
+        base, bpids = self.base_pool.acquire()
+        attempt.hold("base", self.base_pool, base)
+        attempt.use([base], bpids)
 
         def release_base():
-            if not base_released.is_set():
-                base_released.set()
-                self.base_pool.release(base)
+            attempt.release("base", early=True)
 
-        gang = None
-        try:
-            base_hw = ray.get(base.call.remote("base_size", request))
-            chunks = base.stream.options(
-                num_returns="streaming", _generator_backpressure_num_objects=s.max_chunks_in_flight
-            ).remote("chunks", request, work_uri(self._output, request, settings))
-            out_hw = base_hw
-            if budget.enhance is not None:
-                gang = self.gang_pool.acquire()
-                used += gang.actors
-                out_hw = ray.get(gang.actors[0].call.remote("output_size", base_hw))
-            fps = request.fps or settings.encode.default_fps
-            ray.get([interp.call.remote("open", vid),
+        base_hw = attempt.get(base.call.remote("base_size", request))
+        chunks = attempt.track(base.stream.options(
+            num_returns="streaming", _generator_backpressure_num_objects=s.max_chunks_in_flight
+        ).remote("chunks", request, work_uri(self._output, request, settings)))
+        chunks = attempt.iterate(chunks, f"{vid}: base chunks")
+        out_hw, gang = base_hw, None
+        if budget.enhance is not None:
+            gang, gpids = self.gang_pool.acquire()
+            attempt.hold("gang", self.gang_pool, gang)
+            attempt.use(gang.actors, gpids)
+            out_hw = attempt.get(gang.actors[0].call.remote("output_size", base_hw))
+        fps = request.fps or settings.encode.default_fps
+        attempt.get([interp.call.remote("open", vid),
                      writer.call.remote("open", vid, uri, out_hw[1], out_hw[0], fps, request.num_frames)])
-            sink = _Sink(interp, writer, vid, s.max_chunks_in_flight, vp)
-            chunks = _counted(chunks, vp, "base", "chunk")
+        sink = _Sink(attempt, interp, writer, vid, s.max_chunks_in_flight, vp)
+        chunks = _counted(chunks, vp, "base", "chunk")
 
-            if gang is None:
-                for ref in chunks:
-                    sink.put(ref)
-                release_base()
-            elif len(gang.actors) == 1:
-                self._enhance_streaming(gang.actors[0], request, base_hw, chunks, sink, release_base)
-            else:
-                self._enhance_sharded(gang.actors, request, base_hw, budget, chunks, sink, release_base)
-            return sink.close()
-        finally:
+        if gang is None:
+            for ref in chunks:
+                sink.put(ref)
             release_base()
-            if gang is not None:
-                self.gang_pool.release(gang)
+        elif len(gang.actors) == 1:
+            self._enhance_streaming(attempt, gang.actors[0], request, base_hw, chunks, sink, release_base)
+        else:
+            self._enhance_sharded(attempt, gang.actors, request, base_hw, budget, chunks, sink, release_base)
+        return sink.close()
 
-    def _enhance_streaming(self, actor, request, base_hw, chunks, sink, release_base) -> None:
+    def _enhance_streaming(self, attempt, actor, request, base_hw, chunks, sink, release_base) -> None:
         vid = request.id
-        ray.get(actor.call.remote("open_stream", request, base_hw, self.settings.ray.max_chunks_in_flight))
-        out = actor.stream.options(num_returns="streaming").remote("stream", vid)
+        attempt.get(actor.call.remote("open_stream", request, base_hw, self.settings.ray.max_chunks_in_flight))
+        out = attempt.track(actor.stream.options(num_returns="streaming").remote("stream", vid))
         errors: list = []
 
         def feed():
             try:
                 for ref in chunks:
-                    ray.get(actor.call.remote("feed", vid, ref))  # blocks while the inbox is full
+                    attempt.get(actor.call.remote("feed", vid, ref))  # blocks while the inbox is full
             except Exception as exc:  # surfaces through the enhancer's stream too
                 errors.append(exc)
             finally:
-                _quiet(lambda: ray.get(actor.call.remote("feed", vid, None)))
-                release_base()
+                # The end marker, also after an error, so the enhancer's stream ends instead of waiting.
+                _quiet(lambda: ray.get(actor.call.remote("feed", vid, None), timeout=attempt.timeout))
+                if not errors:  # after an error the base may still be busy: it is freed after the cancel
+                    release_base()
 
         feeder = threading.Thread(target=feed, name=f"feed-{vid}", daemon=True)
         feeder.start()
-        for ref in out:
+        for ref in attempt.iterate(out, f"{vid}: enhancer stream"):
             sink.put(ref)
-        feeder.join()
+        feeder.join(timeout=attempt.timeout)
         if errors:
             raise errors[0]
+        if feeder.is_alive():
+            raise StageTimeout(f"{vid}: feeding the enhancer took over {attempt.timeout:g}s")
 
-    def _enhance_sharded(self, actors, request, base_hw, budget, chunks, sink, release_base) -> None:
+    def _enhance_sharded(self, attempt, actors, request, base_hw, budget, chunks, sink, release_base) -> None:
         vid = request.id
         segments = split_segments(budget.enhance.num_chunks, len(actors))
         actors = actors[: len(segments)]
-        ranges = ray.get([a.call.remote("open_segment", request, base_hw, k0, k1)
-                          for a, (k0, k1) in zip(actors, segments, strict=False)])
+        ranges = attempt.get([a.call.remote("open_segment", request, base_hw, k0, k1)
+                              for a, (k0, k1) in zip(actors, segments, strict=True)])
         # Feed each base piece to the shards whose frames it covers (refs only; Ray moves the data).
         family = "i2v" if request.image else "t2v"
         fam = getattr(self.settings, family)
@@ -265,44 +326,45 @@ class RayExecutor:
         start, fed = 0, []
         for k, ref in enumerate(chunks):
             n = min(plan.chunk(k).num_kept, budget.generated_frames - start)
-            for a, (f0, f1, _, extra) in zip(actors, ranges, strict=False):
+            for a, (f0, f1, _, extra) in zip(actors, ranges, strict=True):
                 if (start < f1 and start + n > f0) or any(start <= f < start + n for f in extra):
-                    fed.append(a.call.remote("feed_segment", vid, start, ref))
+                    fed.append(attempt.track(a.call.remote("feed_segment", vid, start, ref)))
             start += n
         release_base()
-        ray.get(fed)
+        attempt.get(fed)
+        # The whole step chain is submitted at once; a failing step fails its shard's later steps
+        # (EnhanceWorker) and, through the borders, its neighbours': the finish streams raise.
         borders = [(None, None)] * len(actors)
         for i in range(ranges[0][2]):
-            borders = [tuple(a.call.options(num_returns=2).remote("step", vid, i, *neighbour_borders(borders, j)))
+            borders = [tuple(attempt.track(a.call.options(num_returns=2).remote("step", vid, i, *neighbour_borders(borders, j))))
                        for j, a in enumerate(actors)]
-        outs = [a.stream.options(num_returns="streaming").remote("finish", vid, *neighbour_borders(borders, j))
+        outs = [attempt.track(a.stream.options(num_returns="streaming").remote("finish", vid, *neighbour_borders(borders, j)))
                 for j, a in enumerate(actors)]
-        for gen in outs:  # segments in order: the first goes on to interpolation while later ones decode
-            for ref in gen:
+        for j, gen in enumerate(outs):  # segments in order: the first goes on to interpolation while later ones decode
+            for ref in attempt.iterate(gen, f"{vid}: enhancer shard {j}"):
                 sink.put(ref)
 
 
 class _Sink:
     """Frames in order to the interpolation actor, then the writer; a bounded number in flight."""
 
-    def __init__(self, interp, writer, vid, max_in_flight, vp):
-        self.interp, self.writer, self.vid, self.vp = interp, writer, vid, vp
+    def __init__(self, attempt, interp, writer, vid, max_in_flight, vp):
+        self.attempt, self.interp, self.writer, self.vid, self.vp = attempt, interp, writer, vid, vp
         self.max = max(1, max_in_flight)
         self.pending: collections.deque = collections.deque()
 
     def put(self, frames_ref) -> None:
         self.vp.unit("frames out", f"piece {len(self.pending)}")
-        out = self.interp.call.remote("push", self.vid, frames_ref)
-        self.pending.append(self.writer.call.remote("write", self.vid, out))
+        out = self.attempt.track(self.interp.call.remote("push", self.vid, frames_ref))
+        self.pending.append(self.attempt.track(self.writer.call.remote("write", self.vid, out)))
         while len(self.pending) > self.max:
-            ray.get(self.pending.popleft())
+            self.attempt.get(self.pending.popleft())
 
     def close(self) -> dict:
-        tail = self.interp.call.remote("close", self.vid)
+        tail = self.attempt.track(self.interp.call.remote("close", self.vid))
         self.pending.append(self.writer.call.remote("write", self.vid, tail))
-        ray.get(list(self.pending))
-        result = ray.get(self.writer.call.remote("close", self.vid))
-        return result
+        self.attempt.get(list(self.pending))
+        return self.attempt.get(self.writer.call.remote("close", self.vid))
 
 
 def _counted(refs, vp, stage: str, unit: str):

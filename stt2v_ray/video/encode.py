@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from types import TracebackType
 
 import ffmpeg
 import numpy as np
 
-from stt2v_ray.storage import atomic_output
+from stt2v_ray.storage import atomic_output, is_local, local_path
 from stt2v_ray.video.contact import ContactSheet, sheet_uri
 
 _STDERR_TAIL = 2000  # characters of ffmpeg's log quoted in errors
@@ -29,12 +32,31 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def remove_stale_parts(uri: str) -> list[str]:
+    """Remove the temp files a writer killed mid-video (SIGKILL, node loss) left beside a local
+    target (`.<name>.tmp-*`, its contact sheet's too); -> the paths removed. Remote targets
+    stage their temp files outside the output, so nothing partial is visible there."""
+    if not is_local(uri):
+        return []
+    removed = []
+    for target in (uri, sheet_uri(uri)):
+        path = os.path.abspath(local_path(target))
+        pattern = os.path.join(glob.escape(os.path.dirname(path)), f".{glob.escape(os.path.basename(path))}.tmp-*")
+        for part in glob.glob(pattern):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(part)
+                removed.append(part)
+    return removed
+
+
 class Mp4Writer:
     """Context manager writing RGB uint8 frames to an H.264 MP4 at `uri` (local path or fsspec URL).
 
     ffmpeg encodes into a local temp file; only a clean exit with ffmpeg's success moves it
     to `uri` (via storage.atomic_output), so the target never exists half-written. Keeps
     `frames_written` and a SHA-256 of the raw RGB bytes in write order (`sha256`).
+    An ffmpeg that stops reading (or does not finish) for `timeout` seconds is killed, and the
+    write or close raises.
     """
 
     def __init__(
@@ -47,6 +69,7 @@ class Mp4Writer:
         preset: str = "medium",
         storage_options: dict | None = None,
         contact_sheet: ContactSheet | None = None,
+        timeout: float = 600.0,
     ):
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise ValueError(
@@ -59,6 +82,8 @@ class Mp4Writer:
         self.crf, self.preset = crf, preset
         self.storage_options = storage_options
         self.contact_sheet = contact_sheet  # saved beside the MP4 (<name>.png) when it succeeds
+        self.timeout = timeout
+        self._timed_out = False
         self.frames_written = 0
         self._hash = hashlib.sha256()
         self._stack: contextlib.ExitStack | None = None
@@ -73,6 +98,7 @@ class Mp4Writer:
         if self._stack is not None:
             raise RuntimeError(f"Mp4Writer({self.uri}) is already open")
         stack = contextlib.ExitStack()
+        remove_stale_parts(self.uri)  # a killed earlier attempt's temp files
         try:
             local = stack.enter_context(atomic_output(self.uri, self.storage_options))
             # ffmpeg's log goes to a file, not a pipe: a pipe nobody reads fills and blocks ffmpeg.
@@ -108,9 +134,11 @@ class Mp4Writer:
             )
         data = np.ascontiguousarray(frames).tobytes()
         try:
-            self._proc.stdin.write(data)
-        except BrokenPipeError:
+            with self._watchdog():
+                self._proc.stdin.write(data)
+        except (BrokenPipeError, ValueError, OSError):  # ValueError: stdin closed by the watchdog's kill
             self._proc.wait()
+            self._raise_if_timed_out("stopped reading its input")
             raise RuntimeError(
                 f"ffmpeg exited (code {self._proc.returncode}) while writing {self.uri}: {self._stderr_tail()}"
             ) from None
@@ -118,6 +146,27 @@ class Mp4Writer:
         if self.contact_sheet is not None:
             self.contact_sheet.add(frames if frames.ndim == 4 else frames[None], self.frames_written)
         self.frames_written += 1 if frames.ndim == 3 else frames.shape[0]
+
+    @contextlib.contextmanager
+    def _watchdog(self):
+        """Kill ffmpeg if the with-block (a write into its pipe, the close) takes over `timeout` s."""
+        def kill():
+            self._timed_out = True
+            with contextlib.suppress(OSError):
+                self._proc.kill()
+
+        timer = threading.Timer(self.timeout, kill)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+    def _raise_if_timed_out(self, what: str) -> None:
+        if self._timed_out:
+            raise RuntimeError(f"ffmpeg {what} for {self.timeout:g}s while writing {self.uri}: killed "
+                               f"(code {self._proc.returncode})") from None
 
     def _stderr_tail(self) -> str:
         self._stderr.seek(0)
@@ -127,11 +176,14 @@ class Mp4Writer:
         """Close ffmpeg's input, wait for it, and raise if it failed."""
         if self.frames_written == 0:
             raise RuntimeError(f"Mp4Writer({self.uri}): no frames were written")
-        try:
-            self._proc.stdin.close()
-        except BrokenPipeError:
-            pass  # ffmpeg already exited; its return code tells why
-        if self._proc.wait() != 0:
+        with self._watchdog():
+            try:
+                self._proc.stdin.close()  # flushes: blocks while ffmpeg does not read
+            except (BrokenPipeError, OSError):
+                pass  # ffmpeg already exited; its return code tells why
+            code = self._proc.wait()
+        self._raise_if_timed_out("did not finish")
+        if code != 0:
             raise RuntimeError(f"ffmpeg failed (code {self._proc.returncode}) for {self.uri}: {self._stderr_tail()}")
 
     def _abort(self) -> None:

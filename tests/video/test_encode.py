@@ -105,3 +105,46 @@ def test_write_to_s3_and_read_back(s3_server, s3_bucket):
     decoded, fps = read_video(uri, storage_options=options)
     assert decoded.shape == (9, 32, 48, 3) and fps == 8.0
     assert count_frames(uri, storage_options=options) == 9
+
+
+def _fake_ffmpeg(tmp_path, monkeypatch):
+    """An 'ffmpeg' that never reads its stdin (it sleeps), put where Mp4Writer looks for the binary."""
+    fake = tmp_path / "ffmpeg-stuck"
+    fake.write_text("#!/bin/sh\nexec sleep 1000\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr("stt2v_ray.video.encode.ffmpeg_exe", lambda: str(fake))
+
+
+def test_ffmpeg_that_stops_reading_is_killed(tmp_path, monkeypatch):
+    _fake_ffmpeg(tmp_path, monkeypatch)
+    target = tmp_path / "v" / "out.mp4"
+    frames = gradient_frames(20, 64, 64)  # 245 KB: more than a pipe holds, so the write blocks
+    writer = Mp4Writer(str(target), width=64, height=64, fps=8, preset="ultrafast", timeout=1.0)
+    with pytest.raises(RuntimeError, match=r"ffmpeg stopped reading its input for 1s .*killed \(code -9\)"):
+        with writer:
+            proc = writer._proc
+            writer.write(frames)
+    assert proc.returncode == -9  # SIGKILLed, not left sleeping
+    assert not target.exists() and os.listdir(target.parent) == []  # no partial file, no temp file
+
+
+def test_ffmpeg_that_does_not_finish_is_killed(tmp_path, monkeypatch):
+    _fake_ffmpeg(tmp_path, monkeypatch)
+    target = tmp_path / "out.mp4"
+    writer = Mp4Writer(str(target), width=8, height=8, fps=8, preset="ultrafast", timeout=1.0)
+    with pytest.raises(RuntimeError, match=r"ffmpeg did not finish for 1s .*killed \(code -9\)"):
+        with writer:
+            proc = writer._proc
+            writer.write(gradient_frames(1, 8, 8))  # 192 bytes: buffered, the close is where it hangs
+    assert proc.returncode == -9
+    assert sorted(os.listdir(tmp_path)) == ["ffmpeg-stuck"]
+
+
+def test_stale_parts_of_a_killed_writer_are_removed(tmp_path):
+    from stt2v_ray.video.encode import remove_stale_parts
+
+    (tmp_path / ".a.mp4.tmp-x1.mp4").write_bytes(b"half")
+    (tmp_path / ".a.png.tmp-x2.png").write_bytes(b"half")
+    (tmp_path / ".ab.mp4.tmp-x3.mp4").write_bytes(b"another video's")
+    removed = remove_stale_parts(str(tmp_path / "a.mp4"))
+    assert len(removed) == 2 and sorted(os.listdir(tmp_path)) == [".ab.mp4.tmp-x3.mp4"]
