@@ -183,6 +183,7 @@ def render(input_uri: str, output_uri: str, overrides: list[str] | None = None,
                     "videos": tables,  # over the whole input, across runs
                     "this_run": {**counts, "interrupted": _signame(stop)},
                     "weights": weights_note,
+                    "executor": _executor_report(executor),
                 }, out_options)
         stop.uninstall()
     return RunSummary(output_uri, source.count(), tables["ok"], tables["failed"], time.monotonic() - t0,
@@ -256,6 +257,17 @@ def _commit(store: RecordStore, row: dict, extra: dict, units: list, sdigest: st
         return
     if row["status"] == "ok":
         store.remove_work(row["id"])  # failed videos keep theirs: a rerun continues from the last saved chunk
+
+
+def _executor_report(executor) -> dict | None:
+    """The Ray executor's pools (sizes, dropped actors) and its retries; None for the local one."""
+    report = getattr(executor, "pool_report", None)
+    if report is None:
+        return None
+    try:
+        return {**report(), "events": list(getattr(executor, "events", []))[-100:]}
+    except Exception as exc:  # noqa: BLE001 - a report never stops the tables from being written
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def _iso(t: float) -> str:

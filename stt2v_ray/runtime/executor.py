@@ -95,12 +95,13 @@ class RayExecutor:
             if address:
                 ray.init(address=address, log_to_driver=True)
             else:
-                # The embedded default: a local cluster sized for the pools (logical CPUs may
+                # The embedded default: a local cluster of its own (address="local": never attach to a
+                # cluster someone else started here), sized for the pools (logical CPUs may
                 # exceed the cores: they are a scheduling budget, not threads).
                 import torch
 
                 need = needed_resources(self.settings)
-                ray.init(num_cpus=max(os.cpu_count() or 1, int(need.get("CPU", 0)) + 1),
+                ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(need.get("CPU", 0)) + 1),
                          num_gpus=torch.cuda.device_count(), include_dashboard=False, log_to_driver=True)
                 self._owns_ray = True
         self._check_resources()
