@@ -252,6 +252,6 @@ def memopt_settings(name: str, cuda: bool) -> dict[str, Any]:
     """The `memory.*` values of --use_memopt for preset `name`; {} when its builders take no memory settings."""
     preset = PRESETS.get(name)
     modules = " ".join(preset.generators.values()) if preset else ""
-    if not any(f"models.{kind}:" in modules for kind in ("streamingsvd", "streamingt2v")):
+    if not any(f".{kind}:" in modules for kind in ("streamingsvd", "streamingt2v")):
         return {}
     return {**MEMOPT, "dtype": "float16" if cuda else "bfloat16"}

@@ -103,7 +103,7 @@ def test_every_kind_of_error_in_one_run(tmp_path, capsys):
     assert err == [
         f"{uri}: 6 error(s):",
         f"{uri}: settings: enhance.stepz: unknown field (expected one of: blend_target, blending, chunk_frames, enabled, "
-        "eta, guidance_scale, noise, overlap_frames, prompt, scale, steps, strength)",
+        "eta, guidance_scale, height, i2vgen, negative_prompt, noise, overlap_frames, prompt, scale, steps, strength, width)",
         f"{uri}: prompts[1]: num_frames: Input should be greater than or equal to 1",
         f"{uri}: prompts[1]: id: duplicate id 'a' (also used by prompts[0])",
         f"{uri}: prompts[1]: image: ../../../../etc/hostname: '..' climbs out of the input's folder {tmp_path}; "
