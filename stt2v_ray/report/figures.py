@@ -50,9 +50,10 @@ def gantt(data: RunData) -> go.Figure:
             hovertemplate="%{customdata[0]}<br>" + stage + " %{customdata[1]}<br>%{base:.2f}s + %{customdata[2]:.2f}s"
                           "<br>%{y}<extra></extra>",
         ))
-    fig.update_layout(**LAYOUT, barmode="overlay", bargap=0.25, title=dict(text="Timeline: one row per worker, bars labelled by video", y=0.98),
+    title = dict(text="Timeline: one row per worker, bars labelled by video", y=0.98)
+    fig.update_layout(**LAYOUT, barmode="overlay", bargap=0.25, title=title,
                       height=max(240, 140 + 34 * len(workers)), uniformtext=dict(minsize=9, mode="hide"))
-    fig.update_xaxes(title="seconds since the run started", range=[0, max(data.wall_seconds, 1e-3)], showgrid=True)
+    fig.update_xaxes(title="seconds since the run started", range=[0, max(data.span_seconds, 1e-3)], showgrid=True)
     fig.update_yaxes(categoryorder="array", categoryarray=workers[::-1], title=None)
     return fig
 
@@ -63,12 +64,12 @@ def utilisation_figure(data: RunData, workers_per_pool: dict[str, int]) -> go.Fi
     fig = go.Figure()
     for i, (pool, fractions) in enumerate(series.items()):
         colour = POOL_COLOURS.get(pool, EXTRA_COLOURS[i % len(EXTRA_COLOURS)])
-        fig.add_trace(go.Scatter(x=edges + [data.wall_seconds], y=fractions + fractions[-1:], mode="lines",
+        fig.add_trace(go.Scatter(x=edges + [data.span_seconds], y=fractions + fractions[-1:], mode="lines",
                                  line=dict(shape="hv", width=2, color=colour),
                                  name=_pool_label(pool, workers_per_pool.get(pool, 1)),
                                  hovertemplate=pool + ": %{y:.0%} busy from %{x:.1f}s<extra></extra>"))
     fig.update_layout(**LAYOUT, title=dict(text="Utilisation: busy fraction per pool", y=0.97), height=320)
-    fig.update_xaxes(title="seconds since the run started", range=[0, max(data.wall_seconds, 1e-3)])
+    fig.update_xaxes(title="seconds since the run started", range=[0, max(data.span_seconds, 1e-3)])
     fig.update_yaxes(title="busy", tickformat=".0%", range=[0, 1.05])
     return fig
 

@@ -27,19 +27,30 @@ class RunData:
         return self.run.get("settings") or {}
 
     @property
+    def started(self) -> float | None:
+        """This run's start (run.json), as epoch seconds."""
+        try:
+            return dt.datetime.fromisoformat(self.run["started"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    @property
     def t0(self) -> float:
-        """Time origin of the charts: the run's start (run.json), else the first span."""
-        started = self.run.get("started")
-        if started:
-            try:
-                return dt.datetime.fromisoformat(started).timestamp()
-            except ValueError:
-                pass
-        return min((r["start"] for r in self.timeline), default=0.0)
+        """Time origin of the charts: the run's start, or the first span if earlier (a resumed run keeps the
+        spans of videos rendered by earlier runs)."""
+        first = min((r["start"] for r in self.timeline), default=None)
+        candidates = [t for t in (self.started, first) if t is not None]
+        return min(candidates) if candidates else 0.0
+
+    @property
+    def span_seconds(self) -> float:
+        """Length of the charts' window: from t0 to the later of the run's end and the last span's end."""
+        last = max((r["end"] for r in self.timeline), default=self.t0)
+        return max(last - self.t0, self.wall_seconds if self.started is None else self.started - self.t0 + self.wall_seconds)
 
     @property
     def wall_seconds(self) -> float:
-        """run.json's seconds, else the span from t0 to the last timeline end."""
+        """This run's wall time: run.json's seconds, else the span from t0 to the last timeline end."""
         seconds = self.run.get("seconds")
         if isinstance(seconds, (int, float)) and seconds > 0:
             return float(seconds)

@@ -74,18 +74,30 @@ def summary(data: RunData) -> str:
     for row in data.results:
         status = status_of(row)
         counts[status if status in counts else "failed"] += 1
+    this_run = data.run.get("this_run") if isinstance(data.run.get("this_run"), dict) else {}
+    if isinstance(this_run.get("skipped"), int):  # resume: ok in an earlier run, its row is still "ok"
+        counts["skipped"] = max(counts["skipped"], this_run["skipped"])
+    videos = data.run.get("videos") if isinstance(data.run.get("videos"), dict) else {}
     wall, stats = data.wall_seconds, pool_stats(data)
     reserved, busy = gpu_hours(stats, wall)
     cards = [_card(str(counts["ok"]), "videos ok"), _card(str(counts["failed"]), "failed"),
              _card(str(counts["skipped"]), "skipped"), _card(_duration(wall), "wall time"),
              _card(f"{reserved:.3g}", "GPU-hours reserved"), _card(f"{busy:.3g}", "GPU-hours busy")]
-    cards += [_card(f"{p.busy_fraction:.0%}", f"{p.pool} busy ({p.workers} worker{'s' if p.workers != 1 else ''})") for p in stats]
+    if videos.get("missing"):
+        cards.insert(3, _card(str(videos["missing"]), "not rendered yet"))
+    if this_run.get("interrupted"):
+        cards.insert(3, _card(str(this_run["interrupted"]), "interrupted by"))
+    cards += [_card(f"{p.busy_fraction:.0%}", f"{p.pool} busy ({p.workers} worker{'s' if p.workers != 1 else ''})")
+              for p in stats]
     pools = _table(["pool", "workers", "GPUs each", "busy s", "busy fraction"],
                    [[p.pool, p.workers, p.gpus_per_worker, round(p.busy_seconds, 1), f"{p.busy_fraction:.1%}"]
                     for p in stats], numeric={1, 2, 3, 4})
-    how = ("GPU-hours reserved = sum over pools of actors x num_gpus (run.json settings) x wall time; busy = sum over "
-           "pools of num_gpus x the pool's busy seconds. Busy fraction = a pool's busy seconds (union of its workers' "
-           "timeline spans) / (workers x wall time).")
+    how = ("GPU-hours reserved = sum over pools of actors x num_gpus (run.json settings) x this run's wall time; busy = "
+           "sum over pools of num_gpus x the pool's busy seconds. Busy fraction = a pool's busy seconds (union of its "
+           "workers' timeline spans) / (workers x the timeline's window).")
+    if data.started is not None and data.t0 < data.started - 1:
+        how += (f" The timeline starts {_duration(data.started - data.t0)} before this run: it keeps the spans of "
+                "videos rendered by earlier runs (resume).")
     settings = json.dumps({k: data.run.get(k) for k in ("settings", "overrides", "weights", "versions", "storage_options",
                                                          "input", "started", "ended") if k in data.run},
                           indent=2, sort_keys=True, default=str)
@@ -136,6 +148,8 @@ def _facts(row: dict) -> str:
         facts.append(f"{row['fps']:g} fps")
     if row.get("seed") is not None:
         facts.append(f"seed {row['seed']}")
+    if (row.get("attempts") or 0) > 1:
+        facts.append(f"{row['attempts']} attempts")
     if row.get("total_seconds") is not None:
         facts.append(f"{row['total_seconds']:.1f} s")
     return " · ".join(facts)

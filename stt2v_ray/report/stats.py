@@ -41,7 +41,7 @@ class PoolStats:
     workers: int  # actors configured (Ray) or workers seen in the timeline, whichever is more
     gpus_per_worker: float
     busy_seconds: float
-    busy_fraction: float  # busy seconds / (workers x wall time)
+    busy_fraction: float  # busy seconds / (workers x the timeline's window)
 
     @property
     def gpus(self) -> float:
@@ -61,7 +61,7 @@ def pool_settings(data: RunData) -> dict[str, tuple[int, float]]:
 
 def pool_stats(data: RunData) -> list[PoolStats]:
     configured = pool_settings(data)
-    wall = data.wall_seconds
+    wall = data.span_seconds
     seen: dict[str, set[str]] = defaultdict(set)
     busy: dict[str, float] = defaultdict(float)
     for worker, intervals in busy_intervals(data).items():
@@ -87,7 +87,7 @@ def utilisation(data: RunData, workers_per_pool: dict[str, int], bins: int = 150
     """(bin starts, per pool the busy fraction in each bin): busy worker-seconds / (workers x bin width).
 
     Binned rather than drawn span by span, so thousands of short spans still read as one line per pool."""
-    wall = max(data.wall_seconds, 1e-9)
+    wall = max(data.span_seconds, 1e-9)
     width = wall / bins
     edges = [i * width for i in range(bins)]
     out: dict[str, list[float]] = {}

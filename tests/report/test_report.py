@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from html.parser import HTMLParser
 
@@ -11,7 +12,7 @@ import s3fs
 from stt2v_ray.cli import main
 from stt2v_ray.report import load_run, render_page, write_report
 from stt2v_ray.report.stats import gpu_hours, merged, pool_stats, utilisation
-from tests.report.helpers import FAILED_ERROR, synthetic_output
+from tests.report.helpers import FAILED_ERROR, T0, synthetic_output
 
 
 class Refs(HTMLParser):
@@ -98,3 +99,20 @@ def test_report_on_s3(tmp_path, s3_bucket):
     html = fs.cat(f"{s3_bucket}/run/report.html").decode()
     assert html.count('data-video-id="') == 3 and "data:image/png;base64," in html
     assert 'src="videos/a.mp4"' in html  # relative: plays through the same S3 prefix
+
+
+def test_resumed_run_counts_skipped_and_keeps_earlier_spans(tmp_path):
+    """After a resume (records branch): run.json says what this run skipped; earlier runs' spans come before it."""
+    out = synthetic_output(tmp_path / "out")
+    run = json.loads((out / "run.json").read_text())
+    run.update(started="2023-11-14T22:13:25+00:00", seconds=5.0,  # this run began 5 s after the first span
+               videos={"ok": 1, "failed": 1, "missing": 1}, this_run={"skipped": 2, "rendered": 1, "interrupted": None})
+    (out / "run.json").write_text(json.dumps(run))
+    data = load_run(str(out))
+    assert (data.t0, data.wall_seconds, data.span_seconds) == (T0, 5.0, 10.0)
+    html = render_page(data)
+    assert '<div class="v">2</div><div class="k">skipped</div>' in html
+    assert '<div class="v">1</div><div class="k">not rendered yet</div>' in html
+    assert "The timeline starts 5.0 s before this run" in html
+    reserved, _ = gpu_hours(pool_stats(data), data.wall_seconds)
+    assert reserved == pytest.approx(3 * 5 / 3600)  # this run's wall time, not the window's
