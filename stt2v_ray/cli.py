@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "command resumes: videos recorded ok with the same request and settings are skipped)")
     render.add_argument("--evaluate", action="store_true",
                         help="afterwards compute quality metrics of the ok videos (as `stt2v-ray evaluate OUTPUT`)")
+    render.add_argument("--report", action="store_true",
+                        help="at the end write OUTPUT/report.html (as `stt2v-ray report OUTPUT`), after --evaluate")
 
     validate = sub.add_parser("validate", help="check an input (as render takes it); print every error; exit 2 if any",
                               usage="stt2v-ray validate [INPUT] [--prompt TEXT ...] [--set KEY=VALUE ...] [options]",
@@ -106,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("output", help="output folder of a render: local path or fsspec URL")
     evaluate.add_argument("--storage-option", dest="storage_options", action="append", default=[],
                           metavar="KEY=VALUE", help="fsspec storage option, e.g. endpoint_url=http://host:9000")
+    report = sub.add_parser("report", help="write OUTPUT/report.html: summary, timeline Gantt chart, utilisation, every video",
+                            description="Write OUTPUT/report.html, one self-contained page (plotly and the contact sheets "
+                                        "inlined; the players load videos/<id>.mp4 beside it, locally or on S3).")
+    report.add_argument("output", help="output folder of a render: local path or fsspec URL")
+    report.add_argument("--storage-option", dest="storage_options", action="append", default=[],
+                        metavar="KEY=VALUE", help="fsspec storage option, e.g. endpoint_url=http://host:9000")
     train = sub.add_parser(
         "train", help="train the toy preset's models on procedural clips, stage by stage (resumable)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -137,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "evaluate":
         return _evaluate(args.output, args.storage_options)
+    if args.command == "report":
+        return _report(args.output, args.storage_options)
     if args.command == "presets":
         return _presets()
     if args.command == "convert":
@@ -207,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         code = _evaluate(output, args.storage_options)
         if code:
             return code
+    if args.report:
+        code = _report(args.output, args.storage_options)
+        if code:
+            return code
     return summary.exit_code
 
 
@@ -222,6 +236,20 @@ def _evaluate(output: str, storage_options: list[str]) -> int:
         return 2
     print(format_table(table))
     print(f"{table.num_rows} videos evaluated -> {join_uri(output, 'metrics.parquet')}")
+    return 0
+
+
+def _report(output: str, storage_options: list[str]) -> int:
+    """Write OUTPUT/report.html (exit 2: no render there, or bad storage options)."""
+    from stt2v_ray.report import write_report
+    from stt2v_ray.storage import parse_storage_options
+
+    try:
+        uri = write_report(output, parse_storage_options(storage_options))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report -> {uri}")
     return 0
 
 
