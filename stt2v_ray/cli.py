@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         if code:
             return code
     if args.report:
-        code = _report(args.output, args.storage_options)
+        code = _report(output, args.storage_options)
         if code:
             return code
     return summary.exit_code
