@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 
-import pyarrow.parquet as pq
 import pytest
 import ray
-import yaml
 
 from stt2v_ray.cli import main
 from tests.faults.helpers_actor import Fault, busy, has_ffmpeg_child, install, node_of
+from tests.renders import results, two_video_manifest
 
 FAST = [
     "t2v.steps=2", "i2v.steps=2", "enhance.steps=4", "enhance.strength=0.5",
@@ -51,20 +50,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory):
-    from PIL import Image
-
-    d = tmp_path_factory.mktemp("m")
-    Image.new("RGB", (60, 40), (30, 160, 90)).save(d / "img.png")
-    doc = {"settings": {"preset": "tiny"}, "prompts": [
-        {"id": "t2v", "prompt": "a red circle moving right", "num_frames": 41, "seed": 4},
-        {"id": "i2v", "prompt": "a field", "image": "img.png", "num_frames": 33, "seed": 9},
-    ]}
-    (d / "m.yaml").write_text(yaml.safe_dump(doc))
-    return d / "m.yaml"
-
-
-def results(out) -> dict:
-    return {r["id"]: r for r in pq.read_table(out / "results.parquet").to_pylist()}
+    return two_video_manifest(tmp_path_factory.mktemp("m"), t2v_frames=41, i2v_frames=33)
 
 
 @pytest.fixture(scope="module")

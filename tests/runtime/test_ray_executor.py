@@ -14,6 +14,7 @@ import ray
 import yaml
 
 from stt2v_ray.cli import main
+from tests.renders import results, two_video_manifest
 
 pytestmark = pytest.mark.ray  # starts a Ray cluster: `make test-fast` leaves it out
 
@@ -41,20 +42,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory):
-    from PIL import Image
-
-    d = tmp_path_factory.mktemp("m")
-    Image.new("RGB", (60, 40), (30, 160, 90)).save(d / "img.png")
-    doc = {"settings": {"preset": "tiny"}, "prompts": [
-        {"id": "t2v", "prompt": "a red circle moving right", "num_frames": 29, "seed": 4},
-        {"id": "i2v", "prompt": "a field", "image": "img.png", "num_frames": 23, "seed": 9},
-    ]}
-    (d / "m.yaml").write_text(yaml.safe_dump(doc))
-    return d / "m.yaml"
-
-
-def results(out) -> dict:
-    return {r["id"]: r for r in pq.read_table(out / "results.parquet").to_pylist()}
+    return two_video_manifest(tmp_path_factory.mktemp("m"), t2v_frames=29, i2v_frames=23)
 
 
 @pytest.fixture(scope="module")
