@@ -70,7 +70,7 @@ def child(workdir: Path) -> dict:
         threading.Thread(target=watch, args=(self,), daemon=True).start()
 
     RayExecutor.start = start
-    args = ["render", str(manifest), "--output", str(workdir / "out"), "--quiet"]
+    args = ["render", str(manifest), "--output", str(workdir / "out")]  # progress goes to the log
     args += [a for s in FAST + POOLS for a in ("--set", s)]
     t0 = time.monotonic()
     code = main(args)
@@ -100,6 +100,8 @@ def run(timeout: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="fault-recovery-") as tmp:
         env = {**os.environ}
         env.pop("RAY_ADDRESS", None)
+        env["RAY_AUTH_MODE"] = "disabled"  # a private embedded cluster: no token to hand around
+        env.setdefault("RAY_raylet_start_wait_time_s", "180")  # a loaded machine starts a raylet slowly
         log = Path(tmp) / "child.log"
         t0 = time.monotonic()
         with log.open("w") as f:

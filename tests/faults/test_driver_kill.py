@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import signal
 
+import pytest
+
 from tests.faults.conftest import (
     kill_session,
     record,
@@ -88,6 +90,7 @@ def test_sigterm_lets_videos_in_flight_finish_and_writes_the_tables(tmp_path, re
     _no_partial(out, "ab")
 
 
+@pytest.mark.slow  # the same shutdown path as SIGTERM's case (which `make test` runs), with no grace: nightly
 def test_sigint_after_the_grace_period_abandons_videos_in_flight(tmp_path, reference):
     out, rc, text = _interrupt(tmp_path, signal.SIGINT, "0")
     assert rc == 130, text[-3000:]

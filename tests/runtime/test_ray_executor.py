@@ -67,7 +67,9 @@ CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
+# S1-pools1 (one actor per pool, one shard) is what every actor fault case of tests/faults renders and
+# compares with the local reference too: it runs nightly (`make test-all`); the other two run in `make test`.
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "S1-pools1" else n for n in CONFIGS])
 def test_ray_equals_local_bitwise(cluster, manifest, reference, tmp_path, name):
     out = tmp_path / "out"
     code = main(["render", str(manifest), "--output", str(out), "--quiet"] + sets("executor=ray", *CONFIGS[name]))
