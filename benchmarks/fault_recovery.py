@@ -59,7 +59,7 @@ def child(workdir: Path) -> dict:
             except psutil.Error:
                 return
             if title.startswith("ray::StageActor.stream"):
-                struck.update(pid=pid, title=title, at=time.monotonic() - t0)
+                struck.update(pid=pid, title=title.strip(), at=round(time.monotonic() - t0, 1))
                 os.kill(pid, signal.SIGKILL)
             time.sleep(0.01)
 
