@@ -72,21 +72,18 @@ def test_refuses_after_the_timeout_when_nothing_joins(cluster, tmp_path, capsys)
 
 
 def test_waits_for_the_requested_node(cluster, tmp_path):
-    added = []
-
-    def autoscaler():  # add what was asked for, as the autoscaler would
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not added:
-            gpus = requested_gpus()
-            if gpus and ray.cluster_resources().get("GPU", 0) < gpus:
-                added.append(cluster.add_node(num_cpus=0, num_gpus=gpus))
-            time.sleep(0.2)
-
-    t = threading.Thread(target=autoscaler, daemon=True)
-    t.start()
-    out = tmp_path / "o"
-    code = main(["render", str(manifest(tmp_path)), "--output", str(out), "--quiet"]
-                + [a for s in FAST + ["ray.start_timeout_s=60"] for a in ("--set", s)])
-    t.join(5)
+    out, codes = tmp_path / "o", []
+    # The render in a thread; this (main) thread plays the autoscaler: Ray adds nodes only from the main thread.
+    render = threading.Thread(target=lambda: codes.append(main(
+        ["render", str(manifest(tmp_path)), "--output", str(out), "--quiet"]
+        + [a for s in FAST + ["ray.start_timeout_s=120"] for a in ("--set", s)])), daemon=True)
+    render.start()
+    added, deadline = [], time.monotonic() + 120
+    while render.is_alive() and not added and time.monotonic() < deadline:
+        gpus = requested_gpus()
+        if gpus and ray.cluster_resources().get("GPU", 0) < gpus:
+            added.append(cluster.add_node(num_cpus=0, num_gpus=gpus))
+        time.sleep(0.2)
+    render.join(300)
     assert added, "the executor never asked for a GPU"
-    assert code == 0 and results(out)["v"]["num_frames"] == 9
+    assert codes == [0] and results(out)["v"]["num_frames"] == 9
