@@ -127,3 +127,74 @@ def test_base_turns_wait_for_a_gang(no_ping):
     gangs.release(held)  # the gang frees: a second video may now take a base
     assert entered.wait(5)
     t.join(5)
+
+
+class _Method:
+    def __init__(self, log, name, returns=1):
+        self.log, self.name, self.returns = log, name, returns
+
+    def options(self, num_returns=1, **_):
+        return _Method(self.log, self.name, num_returns)
+
+    def remote(self, method, *args):
+        self.log.append((self.name, method, args))
+        ref = (self.name, method, args[1] if method == "step" else None)
+        return [ref] * self.returns if self.returns == 2 else ref
+
+
+class _Shard:
+    def __init__(self, log, name):
+        self.call = _Method(log, name)
+        self.stream = _Method(log, name)
+
+
+class _Attempt:
+    timeout = 1.0
+
+    def __init__(self, ranges):
+        self.ranges = ranges
+
+    def track(self, ref):
+        return ref
+
+    def get(self, refs):
+        return self.ranges if isinstance(refs, list) and refs and refs[0][1] == "open_segment" else None
+
+    def iterate(self, gen, what):
+        return iter(())
+
+
+def test_sharded_steps_are_submitted_as_a_wavefront_behind_the_base():
+    """Three shards of 2 chunks, 3 steps: step 0 of a shard is submitted once its own base pieces are fed
+    (before the later ones exist), step i once both neighbours' step i-1 is."""
+    from stt2v_ray.runtime.stages import enhance_sharded
+
+    log: list = []
+    shards = [_Shard(log, f"s{j}") for j in range(3)]
+    ranges = [(0, 10, 3, []), (10, 20, 3, []), (20, 30, 3, [])]  # frames [f0, f1), steps, extra frames
+    fed_log = []
+
+    def pieces():
+        for k in range(6):  # 5 frames a piece
+            fed_log.append(len(log))
+            yield 5 * k, 5, f"base{k}"
+
+    released = []
+    enhance_sharded(_Attempt(ranges), shards, SimpleNamespace(id="v"), (8, 8), 6, pieces(), None,
+                    lambda: released.append(len(log)), 2)
+    steps = [(name, args[1]) for name, method, args in log if method == "step"]
+    assert sorted(steps) == sorted((f"s{j}", i) for j in range(3) for i in range(3))
+    at = {key: n for n, key in enumerate((name, args[1]) for name, method, args in log if method == "step")}
+    # Shard 0 steps while the base still makes shard 2's frames: step 0 before piece 4 was even pulled.
+    first_step = next(n for n, (_, m, a) in enumerate(log) if m == "step")
+    assert first_step < fed_log[4] and released and first_step < released[0]
+    for j in range(3):
+        for i in range(1, 3):
+            for nb in (j - 1, j + 1):
+                if 0 <= nb < 3:
+                    assert at[(f"s{nb}", i - 1)] < at[(f"s{j}", i)]
+    # Step 0 carries the refs of its shard's feeds, so Ray runs it after them.
+    s0 = next(args for name, m, args in log if name == "s0" and m == "step" and args[1] == 0)
+    assert len(s0) == 2 + 2 + 2  # vid, step, left, right, two feeds
+    # Finish streams after every step, with both neighbours' last borders.
+    assert [name for name, m, _ in log if m == "finish"] == ["s0", "s1", "s2"]
