@@ -2,8 +2,10 @@
 
     .venv/bin/python benchmarks/object_store.py [--frames 45 165] [--json out.json]
 
-Every stream has backpressure (docs/how-it-works.md, Scheduling), so the peak should not grow
-with the video's length: the script prints each peak and the long/short ratio per shard count.
+Every stream has backpressure (docs/how-it-works.md, Scheduling), so the number of live objects
+should not grow with the video's length: the script prints, per shard count and length, the
+store's peak bytes (which also count freed objects not yet deleted) and the driver's peak number
+of live object refs (exact).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ FAST = ["t2v.steps=2", "enhance.steps=4", "enhance.strength=0.5", "enhance.chunk
         "ray.max_chunks_in_flight=2"]
 
 
-def peak(folder: Path, frames: int, shards: int) -> int:
+def peak(folder: Path, frames: int, shards: int) -> tuple[int, int]:
     doc = {"settings": {"preset": "tiny"}, "prompts": [{"id": "v", "prompt": "a red circle", "num_frames": frames, "seed": 1}]}
     manifest = folder / f"m{frames}-{shards}.yaml"
     manifest.write_text(yaml.safe_dump(doc))
@@ -37,7 +39,7 @@ def peak(folder: Path, frames: int, shards: int) -> int:
                     + [a for s in sets for a in ("--set", s)])
     if code != 0:
         raise SystemExit(f"render failed ({code})")
-    return p.bytes
+    return p.bytes, p.refs
 
 
 def main_() -> int:
@@ -51,11 +53,11 @@ def main_() -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for shards in args.shards:
-                short, long_ = (peak(Path(tmp), n, shards) for n in args.frames)
+                (short, short_refs), (long_, long_refs) = (peak(Path(tmp), n, shards) for n in args.frames)
                 rows.append({"shards": shards, "frames": args.frames, "peak_bytes": [short, long_],
-                             "ratio": round(long_ / max(short, 1), 3)})
-                print(f"S={shards}: peak {short / 2**20:.2f} MiB ({args.frames[0]} frames), "
-                      f"{long_ / 2**20:.2f} MiB ({args.frames[1]} frames), ratio {rows[-1]['ratio']}")
+                             "peak_live_refs": [short_refs, long_refs], "ratio": round(long_ / max(short, 1), 3)})
+                print(f"S={shards}: store peak {short / 2**20:.2f} MiB / {short_refs} live refs ({args.frames[0]} frames), "
+                      f"{long_ / 2**20:.2f} MiB / {long_refs} live refs ({args.frames[1]} frames)")
     finally:
         ray.shutdown()
     if args.json:

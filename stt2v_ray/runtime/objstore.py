@@ -1,7 +1,9 @@
-"""The object store's peak use during a run, sampled from the raylets' store stats.
+"""The object store's peak use during a run, sampled from the raylets' store stats, and the
+peak number of live objects the driver owns (it submits every task, so it owns every piece).
 
-Objects under ~100 KB live in their owner's memory, not in the store: the sampler sees the
-frame pieces (the bulk), not small control results.
+Objects under ~100 KB live in their owner's memory, not in the store: the byte figure sees the
+frame pieces (the bulk). It also counts freed objects the store has not deleted yet (deletion
+is asynchronous and lags on a loaded machine), so it overstates; the live-object count is exact.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ class ObjectStorePeak:
     def __init__(self, interval_s: float = 0.05):
         self.interval_s = interval_s
         self.bytes = 0
+        self.refs = 0  # peak live object refs owned by this driver
         self.samples = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -28,10 +31,16 @@ class ObjectStorePeak:
             self._state = get_state_from_address(ray.get_runtime_context().gcs_address)
         return int(get_memory_info_reply(self._state).store_stats.object_store_bytes_used)
 
+    @staticmethod
+    def live_refs() -> int:
+        """Object refs this driver holds or has passed to tasks still pending."""
+        return len(ray._private.worker.global_worker.core_worker.get_all_reference_counts())
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.bytes = max(self.bytes, self.used())
+                self.refs = max(self.refs, self.live_refs())
                 self.samples += 1
             except Exception:  # a raylet restarting: skip this sample
                 pass
