@@ -55,7 +55,7 @@ class Attempt:
         self.early: list = []  # actors released while the attempt was going well (their part is done)
         self.abandoned = threading.Event()
         self._lock = threading.Lock()
-        self._prune_at = 64
+        self._prune_at = 16
 
     def track(self, ref):
         """Remember an ObjectRef, a list/tuple of them, or an ObjectRefGenerator, to cancel on failure."""
@@ -80,7 +80,7 @@ class Attempt:
             except Exception:  # e.g. the owner is shutting down: keep them all
                 pending = plain
             self.refs = others + pending
-        self._prune_at = max(64, 2 * len(self.refs))
+        self._prune_at = max(16, 2 * len(self.refs))
 
     def use(self, actors: list, pids: list[int]) -> None:
         with self._lock:
