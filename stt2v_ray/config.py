@@ -148,21 +148,38 @@ class PoolSettings(Strict):
 
     actors: int = Field(1, ge=1, le=1024, description="Actors in the pool.")
     num_gpus: float = Field(0.0, ge=0.0, le=64.0, description="GPUs each actor reserves.")
-    num_cpus: float = Field(1.0, ge=0.0, le=256.0, description="CPUs each actor reserves (set it explicitly for GPU actors: Ray "
+    # 0.5: the four default pools fit a 2-CPU head (Ray's logical CPUs are a scheduling budget, not threads).
+    num_cpus: float = Field(0.5, ge=0.0, le=256.0, description="CPUs each actor reserves (set it explicitly for GPU actors: Ray "
                                                                "would otherwise reserve one).")
     resources: dict[str, float] = Field(default_factory=dict, description="Custom Ray resources each actor needs, e.g. "
             "{stt2v_base: 1} to pin the pool to a KubeRay worker group.")
 
 
-class RaySettings(Strict):
+class SchedulerSettings(Strict):
+    """The Ray executor's scheduling policy (keys under `ray.`; docs/how-it-works.md, Scheduling)."""
+
+    admission: Literal["fifo", "longest-first"] = Field(
+        "fifo", description="Order videos start in: fifo (input order) or longest-first within `admission_window`.")
+    admission_window: int = Field(16, ge=1, le=100_000, description="longest-first: requests read ahead of the input "
+                                  "stream to pick the longest from (the input stays streamed).")
+    base_lookahead: int = Field(1, ge=0, le=1024, description="Videos that may run their base stage while every enhancer "
+                                "gang is busy (so a gang that frees finds frames ready); more would idle on base actors.")
+    auto_min_chunks: int = Field(2, ge=1, le=1024, description="enhance_shards=auto: fewest enhancer chunks per shard "
+                                 "(a short video gets fewer shards).")
+    start_timeout_s: float = Field(0.0, ge=0.0, le=86400.0, description="When the cluster lacks the pools' resources at "
+                                   "start: 0 refuses at once; > 0 asks the autoscaler for them and waits this long.")
+
+
+class RaySettings(SchedulerSettings):
     """The Ray executor: stage pools, enhancer shard gangs, bounds on work in flight."""
 
     address: str | None = Field(None, description="Cluster to join; None: RAY_ADDRESS / the job's cluster, else a new local one.")
     base: PoolSettings = Field(default_factory=PoolSettings, description="Base-generation actors (one video at a time each).")
     enhance: PoolSettings = Field(default_factory=PoolSettings, description="Enhancer actors; `actors` must be a multiple of "
             "enhance_shards (gangs of shards).")
-    enhance_shards: int = Field(1, ge=1, le=64, description="Enhancer actors that enhance one video together (S): the chunk plan "
-                                                            "is cut into S segments.")
+    enhance_shards: int | Literal["auto"] = Field(
+        1, description="Enhancer actors that enhance one video together (S, 1-64): the chunk plan is cut into S segments. "
+                       "auto: single-actor gangs, S chosen per video from its length and the actors free.")
     interpolate: PoolSettings = Field(default_factory=PoolSettings, description="Interpolation actors.")
     write: PoolSettings = Field(default_factory=PoolSettings, description="Encoding/writing actors.")
     max_videos_in_flight: int = Field(0, ge=0, le=1024, description="Videos admitted at once (0: base actors + enhancer gangs). "
@@ -172,7 +189,9 @@ class RaySettings(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> RaySettings:
-        if self.enhance.actors % self.enhance_shards:
+        if self.enhance_shards != "auto" and not 1 <= self.enhance_shards <= 64:
+            raise ValueError(f"enhance_shards must be auto or 1..64, got {self.enhance_shards}")
+        if self.enhance_shards != "auto" and self.enhance.actors % self.enhance_shards:
             raise ValueError(f"enhance.actors ({self.enhance.actors}) must be a multiple of enhance_shards "
                              f"({self.enhance_shards})")
         return self

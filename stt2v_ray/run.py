@@ -152,7 +152,7 @@ def render(input_uri: str, output_uri: str, overrides: list[str] | None = None,
     executor.start(out_options)  # raises (nothing written) when the pools cannot be placed
     stop.install()  # after the executor starts: Ray's own handlers must not replace ours
     videos = executor.run(_admitted(source, store, sdigest, overwrite, stop, progress, counts, output_uri, out_options),
-                          output_uri, out_options, timeline, progress)
+                          output_uri, out_options, timeline, progress, stop=stop.stop)
     try:
         for row, extra in videos:
             with stop.critical():

@@ -35,8 +35,9 @@ class LocalExecutor:
         self.settings = settings
         self.components = Components(settings)
 
-    def run(self, requests: Iterable, output_uri: str, storage_options: dict | None, timeline, progress
-            ) -> Iterator[tuple[dict, dict]]:
+    def run(self, requests: Iterable, output_uri: str, storage_options: dict | None, timeline, progress,
+            stop=None) -> Iterator[tuple[dict, dict]]:
+        """Videos one after another, in input order (`stop`: unused, the request iterator already obeys it)."""
         import torch
 
         threads = torch.get_num_threads()

@@ -216,7 +216,9 @@ class EnhanceWorker(Worker):
             if not ok:
                 raise TimeoutError(f"{video_id}: enhancer step {done} of this shard not done within {timeout:g}s")
 
-    def step(self, video_id: str, i: int, left=None, right=None):
+    def step(self, video_id: str, i: int, left=None, right=None, *after):
+        """Step i of this shard; `after`: results of calls it must follow (the driver passes step 0
+        the refs of its feeds, so Ray runs it once they are done, however the actor's threads interleave)."""
         seg = self._segments[video_id]
         self._wait_for_step(video_id, seg, i - 1)
         try:

@@ -20,6 +20,7 @@ seed and index, so the frames are the same), up to retry.max_attempts times.
 from __future__ import annotations
 
 import collections
+import itertools
 import os
 import sys
 import threading
@@ -32,26 +33,14 @@ from ray.util.placement_group import remove_placement_group
 from stt2v_ray.config import RunSettings
 from stt2v_ray.errors import ExecutorStartError
 from stt2v_ray.pipeline.local import base_row, stage_seconds, video_uri
-from stt2v_ray.pipeline.shard import neighbour_borders
 from stt2v_ray.pipeline.video import frame_budget, progress_totals
 from stt2v_ray.plan.chunks import base_plan, split_segments
 from stt2v_ray.records import work_uri
-from stt2v_ray.runtime.faults import Attempt, StageTimeout, retryable
-from stt2v_ray.runtime.pools import Pool, make_actor, make_gangs, ping
+from stt2v_ray.runtime.admission import admission_order, auto_shards
+from stt2v_ray.runtime.faults import Attempt, retryable
+from stt2v_ray.runtime.pools import Pool, make_actor, make_gangs, needed_resources, ping, pool_bundles
+from stt2v_ray.runtime.stages import Sink, enhance_sharded, enhance_streaming, streaming_opts
 from stt2v_ray.video.encode import remove_stale_parts
-
-
-def needed_resources(settings: RunSettings) -> dict[str, float]:
-    s = settings.ray
-    pools = [(s.base, s.base.actors), (s.enhance, s.enhance.actors), (s.interpolate, s.interpolate.actors),
-             (s.write, s.write.actors)]
-    need: dict[str, float] = collections.defaultdict(float)
-    for pool, n in pools:
-        need["CPU"] += pool.num_cpus * n
-        need["GPU"] += pool.num_gpus * n
-        for k, v in pool.resources.items():
-            need[k] += v * n
-    return {k: v for k, v in need.items() if v > 0}
 
 
 class RayExecutor:
@@ -105,6 +94,8 @@ class RayExecutor:
                          num_gpus=torch.cuda.device_count(), include_dashboard=False, log_to_driver=True)
                 self._owns_ray = True
         self._check_resources()
+        # Nodes an autoscaler adds still have to start the actors: wait as long for them.
+        self.place_timeout = max(self.place_timeout, s.start_timeout_s)
         so = storage_options
         names = {"base": [f"base-{i}" for i in range(s.base.actors)],
                  "interpolate": [f"interpolate-{i}" for i in range(s.interpolate.actors)],
@@ -129,13 +120,34 @@ class RayExecutor:
         self._started = True
 
     def _check_resources(self) -> None:
-        have = ray.cluster_resources()
-        for key, amount in needed_resources(self.settings).items():
-            if have.get(key, 0) + 1e-9 < amount:
-                raise ExecutorStartError(
-                    f"the ray pools need {amount:g} {key} in total but the cluster has {have.get(key, 0):g}. "
-                    "Lower ray.*.actors / num_gpus / num_cpus, or add nodes (check `ray status`)."
-                )
+        """Refuse when the pools cannot fit; with ray.start_timeout_s > 0, first ask the autoscaler for
+        them (one bundle per actor) and wait that long for the nodes to join."""
+        need, wait_s = needed_resources(self.settings), self.settings.ray.start_timeout_s
+
+        def short() -> list[tuple[str, float, float]]:
+            have = ray.cluster_resources()
+            return [(k, v, have.get(k, 0)) for k, v in need.items() if have.get(k, 0) + 1e-9 < v]
+
+        missing = short()
+        if missing and wait_s > 0:
+            from ray.autoscaler.sdk import request_resources
+
+            request_resources(bundles=pool_bundles(self.settings))  # persists until close() clears it
+            self._requested = True
+            print(f"waiting up to {wait_s:g}s for the cluster to scale up: " + ", ".join(
+                f"{k} {have:g}/{v:g}" for k, v, have in missing), file=sys.stderr, flush=True)
+            deadline = time.monotonic() + wait_s
+            while missing and time.monotonic() < deadline:
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+                missing = short()
+        if missing:
+            key, amount, have = missing[0]
+            waited = f" after waiting {wait_s:g}s (ray.start_timeout_s)" if wait_s > 0 else ""
+            raise ExecutorStartError(
+                f"the ray pools need {amount:g} {key} in total but the cluster has {have:g}{waited}. "
+                "Lower ray.*.actors / num_gpus / num_cpus, add nodes (check `ray status`), or on an autoscaling "
+                "cluster set ray.start_timeout_s."
+            )
 
     def close(self) -> None:
         for actor in self._actors:
@@ -148,12 +160,18 @@ class RayExecutor:
         for gang in self._gangs:
             remove_placement_group(gang.pg)
         self._actors, self._gangs = [], []
+        if getattr(self, "_requested", False):  # let the autoscaler scale down again
+            from ray.autoscaler.sdk import request_resources
+
+            _quiet(lambda: request_resources(bundles=[]))
+            self._requested = False
         if self._owns_ray:
             ray.shutdown()
             self._owns_ray = False
 
     # ------------------------------------------------------------------ run
-    def run(self, requests, output_uri, storage_options, timeline, progress):
+    def run(self, requests, output_uri, storage_options, timeline, progress, stop: threading.Event | None = None):
+        """Results as videos end (completion order: a long video never holds back the next admission)."""
         if not self._started:
             self.start(storage_options)
         s = self.settings.ray
@@ -161,7 +179,7 @@ class RayExecutor:
         limit = s.max_videos_in_flight or (s.base.actors + max(1, len(self._gangs)))
         pending: set = set()
         counter = iter(range(1 << 62))
-        requests = iter(requests)
+        requests = admission_order(requests, s.admission, s.admission_window, stop)
         # Not a `with`: on an interrupt the driver closes the actors first, which ends the
         # in-flight threads; waiting for them here would wait for whole videos.
         pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="video")
@@ -250,122 +268,109 @@ class RayExecutor:
         settings, s = self.settings, self.settings.ray
         vid = request.id
         budget = frame_budget(request.num_frames, settings)
-        (interp, ipids), (writer, wpids) = self.interp_pool.pick(index), self.write_pool.pick(index)
+        # The least-loaded CPU actors (shared), held until the attempt ends.
+        (interp, ipids), (writer, wpids) = self.interp_pool.pick(), self.write_pool.pick()
+        attempt.hold("interp", self.interp_pool, interp)
+        attempt.hold("write", self.write_pool, writer)
         attempt.use([interp, writer], ipids + wpids)
-        base, bpids = self.base_pool.acquire()
-        attempt.hold("base", self.base_pool, base)
-        attempt.use([base], bpids)
+        enhance = budget.enhance is not None
+        turn = _Turn(self.gang_pool if enhance else None, s.base_lookahead)  # a base only when a gang can follow
+        try:
+            base, bpids = self.base_pool.acquire()
+            attempt.hold("base", self.base_pool, base)
+            attempt.use([base], bpids)
+            base_hw = attempt.get(base.call.remote("base_size", request))
+            chunks = attempt.track(base.stream.options(**streaming_opts(s.max_chunks_in_flight)).remote(
+                "chunks", request, work_uri(self._output, request, settings)))
+            family = getattr(settings, "i2v" if request.image else "t2v")
+            plan = base_plan(budget.generated_frames, family.chunk_frames, family.cond_frames)
+            pieces = _positioned(_counted(attempt.iterate(chunks, f"{vid}: base chunks"), vp, "base", "chunk"),
+                                 plan, budget.generated_frames)
+            out_hw, gang = base_hw, None
+            if enhance:
+                # The gang no earlier than its first chunk can start: when the base frames of enhancer
+                # chunk 0 (S = 1) or of segment 0 (S > 1) exist; the base runs on meanwhile.
+                pieces = _prefetch(pieces, self._first_frames(budget.enhance))
+                gang = self._take_gang(attempt, budget.enhance.num_chunks)
+                turn.done()
+                out_hw = attempt.get(gang[0].call.remote("output_size", base_hw))
+        finally:
+            turn.done()
+        fps = request.fps or settings.encode.default_fps
+        attempt.get([interp.call.remote("open", vid),
+                     writer.call.remote("open", vid, uri, out_hw[1], out_hw[0], fps, request.num_frames)])
+        sink = Sink(attempt, interp, writer, vid, s.max_chunks_in_flight, vp)
 
         def release_base():
             attempt.release("base", early=True)
 
-        base_hw = attempt.get(base.call.remote("base_size", request))
-        chunks = attempt.track(base.stream.options(
-            num_returns="streaming", _generator_backpressure_num_objects=s.max_chunks_in_flight
-        ).remote("chunks", request, work_uri(self._output, request, settings)))
-        chunks = attempt.iterate(chunks, f"{vid}: base chunks")
-        out_hw, gang = base_hw, None
-        if budget.enhance is not None:
-            gang, gpids = self.gang_pool.acquire()
-            attempt.hold("gang", self.gang_pool, gang)
-            attempt.use(gang.actors, gpids)
-            out_hw = attempt.get(gang.actors[0].call.remote("output_size", base_hw))
-        fps = request.fps or settings.encode.default_fps
-        attempt.get([interp.call.remote("open", vid),
-                     writer.call.remote("open", vid, uri, out_hw[1], out_hw[0], fps, request.num_frames)])
-        sink = _Sink(attempt, interp, writer, vid, s.max_chunks_in_flight, vp)
-        chunks = _counted(chunks, vp, "base", "chunk")
-
         if gang is None:
-            for ref in chunks:
+            for _, _, ref in pieces:
                 sink.put(ref)
             release_base()
-        elif len(gang.actors) == 1:
-            self._enhance_streaming(attempt, gang.actors[0], request, base_hw, chunks, sink, release_base)
+        elif len(gang) == 1:
+            enhance_streaming(attempt, gang[0], request, base_hw, pieces, sink, release_base, s.max_chunks_in_flight)
         else:
-            self._enhance_sharded(attempt, gang.actors, request, base_hw, budget, chunks, sink, release_base)
+            enhance_sharded(attempt, gang, request, base_hw, budget.enhance.num_chunks, pieces, sink, release_base,
+                            s.max_chunks_in_flight)
         return sink.close()
 
-    def _enhance_streaming(self, attempt, actor, request, base_hw, chunks, sink, release_base) -> None:
-        vid = request.id
-        attempt.get(actor.call.remote("open_stream", request, base_hw, self.settings.ray.max_chunks_in_flight))
-        out = attempt.track(actor.stream.options(num_returns="streaming").remote("stream", vid))
-        errors: list = []
+    def _first_frames(self, plan) -> int:
+        """Base frames the first enhancer shard needs before it can start."""
+        shards = self.settings.ray.enhance_shards
+        # One shard (or auto, whose count is not known yet): the wavefront starts with chunk 0.
+        _, k1 = (0, 1) if shards in (1, "auto") else split_segments(plan.num_chunks, shards)[0]
+        return plan.chunks[k1 - 1][1]
 
-        def feed():
-            try:
-                for ref in chunks:
-                    attempt.get(actor.call.remote("feed", vid, ref))  # blocks while the inbox is full
-            except Exception as exc:  # surfaces through the enhancer's stream too
-                errors.append(exc)
-            finally:
-                # The end marker, also after an error, so the enhancer's stream ends instead of waiting.
-                _quiet(lambda: ray.get(actor.call.remote("feed", vid, None), timeout=attempt.timeout))
-                if not errors:  # after an error the base may still be busy: it is freed after the cancel
-                    release_base()
-
-        feeder = threading.Thread(target=feed, name=f"feed-{vid}", daemon=True)
-        feeder.start()
-        for ref in attempt.iterate(out, f"{vid}: enhancer stream"):
-            sink.put(ref)
-        feeder.join(timeout=attempt.timeout)
-        if errors:
-            raise errors[0]
-        if feeder.is_alive():
-            raise StageTimeout(f"{vid}: feeding the enhancer took over {attempt.timeout:g}s")
-
-    def _enhance_sharded(self, attempt, actors, request, base_hw, budget, chunks, sink, release_base) -> None:
-        vid = request.id
-        segments = split_segments(budget.enhance.num_chunks, len(actors))
-        actors = actors[: len(segments)]
-        ranges = attempt.get([a.call.remote("open_segment", request, base_hw, k0, k1)
-                              for a, (k0, k1) in zip(actors, segments, strict=True)])
-        # Feed each base piece to the shards whose frames it covers (refs only; Ray moves the data).
-        family = "i2v" if request.image else "t2v"
-        fam = getattr(self.settings, family)
-        plan = base_plan(budget.generated_frames, fam.chunk_frames, fam.cond_frames)
-        start, fed = 0, []
-        for k, ref in enumerate(chunks):
-            n = min(plan.chunk(k).num_kept, budget.generated_frames - start)
-            for a, (f0, f1, _, extra) in zip(actors, ranges, strict=True):
-                if (start < f1 and start + n > f0) or any(start <= f < start + n for f in extra):
-                    fed.append(attempt.track(a.call.remote("feed_segment", vid, start, ref)))
-            start += n
-        release_base()
-        attempt.get(fed)
-        # The whole step chain is submitted at once; a failing step fails its shard's later steps
-        # (EnhanceWorker) and, through the borders, its neighbours': the finish streams raise.
-        borders = [(None, None)] * len(actors)
-        for i in range(ranges[0][2]):
-            borders = [tuple(attempt.track(a.call.options(num_returns=2).remote("step", vid, i, *neighbour_borders(borders, j))))
-                       for j, a in enumerate(actors)]
-        outs = [attempt.track(a.stream.options(num_returns="streaming").remote("finish", vid, *neighbour_borders(borders, j)))
-                for j, a in enumerate(actors)]
-        for j, gen in enumerate(outs):  # segments in order: the first goes on to interpolation while later ones decode
-            for ref in attempt.iterate(gen, f"{vid}: enhancer shard {j}"):
-                sink.put(ref)
+    def _take_gang(self, attempt, num_chunks: int) -> list:
+        """The video's enhancer actors: a whole gang, or (auto) as many single-actor gangs as auto_shards picks."""
+        s = self.settings.ray
+        if s.enhance_shards != "auto":
+            gang, pids = self.gang_pool.acquire()
+            attempt.hold("gang", self.gang_pool, gang)
+            attempt.use(gang.actors, pids)
+            return list(gang.actors)
+        gangs, pids = self.gang_pool.acquire_many(
+            lambda free, waiting: auto_shards(num_chunks, free, waiting, s.auto_min_chunks))
+        for k, g in enumerate(gangs):
+            attempt.hold(f"gang{k}", self.gang_pool, g)
+        actors = [a for g in gangs for a in g.actors]
+        attempt.use(actors, pids)
+        return actors
 
 
-class _Sink:
-    """Frames in order to the interpolation actor, then the writer; a bounded number in flight."""
+class _Turn:
+    """A video's turn between Pool.ahead() and Pool.taken() (see Pool.ahead: why no deadlock); ends once."""
 
-    def __init__(self, attempt, interp, writer, vid, max_in_flight, vp):
-        self.attempt, self.interp, self.writer, self.vid, self.vp = attempt, interp, writer, vid, vp
-        self.max = max(1, max_in_flight)
-        self.pending: collections.deque = collections.deque()
+    def __init__(self, gang_pool, lookahead: int):
+        self.pool = gang_pool
+        if gang_pool is not None:
+            gang_pool.ahead(lookahead)
 
-    def put(self, frames_ref) -> None:
-        self.vp.unit("frames out", f"piece {len(self.pending)}")
-        out = self.attempt.track(self.interp.call.remote("push", self.vid, frames_ref))
-        self.pending.append(self.attempt.track(self.writer.call.remote("write", self.vid, out)))
-        while len(self.pending) > self.max:
-            self.attempt.get(self.pending.popleft())
+    def done(self) -> None:
+        if self.pool is not None:
+            self.pool, pool = None, self.pool
+            pool.taken()
 
-    def close(self) -> dict:
-        tail = self.attempt.track(self.interp.call.remote("close", self.vid))
-        self.pending.append(self.writer.call.remote("write", self.vid, tail))
-        self.attempt.get(list(self.pending))
-        return self.attempt.get(self.writer.call.remote("close", self.vid))
+
+def _positioned(refs, plan, total: int):
+    """Base piece refs -> (first video frame, frames, ref)."""
+    start = 0
+    for k, ref in enumerate(refs):
+        n = min(plan.chunk(k).num_kept, total - start)
+        yield start, n, ref
+        start += n
+
+
+def _prefetch(pieces, frames: int):
+    """Take pieces until they cover `frames` base frames (or the stream ends) -> all pieces again, in order."""
+    head, covered = [], 0
+    for piece in pieces:
+        head.append(piece)
+        covered += piece[1]
+        if covered >= frames:
+            break
+    return itertools.chain(head, pieces)
 
 
 def _counted(refs, vp, stage: str, unit: str):

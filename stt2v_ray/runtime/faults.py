@@ -55,6 +55,7 @@ class Attempt:
         self.early: list = []  # actors released while the attempt was going well (their part is done)
         self.abandoned = threading.Event()
         self._lock = threading.Lock()
+        self._prune_at = 16
 
     def track(self, ref):
         """Remember an ObjectRef, a list/tuple of them, or an ObjectRefGenerator, to cancel on failure."""
@@ -63,7 +64,23 @@ class Attempt:
                 self.refs.extend(ref)
             else:
                 self.refs.append(ref)
+            if len(self.refs) >= self._prune_at:
+                self._prune()
         return ref
+
+    def _prune(self) -> None:
+        """Forget the refs whose tasks have ended: there is nothing left to cancel, and holding them
+        would pin every piece of the video in the object store until the attempt ends (its peak
+        would grow with the video's length). Amortized: at most every doubling of the list."""
+        plain = [r for r in self.refs if isinstance(r, ray.ObjectRef)]
+        others = [r for r in self.refs if not isinstance(r, ray.ObjectRef)]
+        if plain:
+            try:
+                _, pending = ray.wait(plain, num_returns=len(plain), timeout=0, fetch_local=False)
+            except Exception:  # e.g. the owner is shutting down: keep them all
+                pending = plain
+            self.refs = others + pending
+        self._prune_at = max(16, 2 * len(self.refs))
 
     def use(self, actors: list, pids: list[int]) -> None:
         with self._lock:

@@ -42,6 +42,25 @@ def bundle(pool: PoolSettings) -> dict[str, float]:
     return b or {"CPU": 0.001}  # a bundle may not be empty
 
 
+def needed_resources(settings: RunSettings) -> dict[str, float]:
+    s = settings.ray
+    pools = [(s.base, s.base.actors), (s.enhance, s.enhance.actors), (s.interpolate, s.interpolate.actors),
+             (s.write, s.write.actors)]
+    need: dict[str, float] = collections.defaultdict(float)
+    for pool, n in pools:
+        need["CPU"] += pool.num_cpus * n
+        need["GPU"] += pool.num_gpus * n
+        for k, v in pool.resources.items():
+            need[k] += v * n
+    return {k: v for k, v in need.items() if v > 0}
+
+
+def pool_bundles(settings: RunSettings) -> list[dict[str, float]]:
+    """One resource bundle per actor of every pool (what an autoscaler is asked for)."""
+    s = settings.ray
+    return [bundle(p) for p in (s.base, s.enhance, s.interpolate, s.write) for _ in range(p.actors)]
+
+
 def make_actor(stage: str, settings: RunSettings, name: str, storage_options, pool: PoolSettings, strategy=None):
     # max_task_retries stays 0: the workers keep per-video state that a restart loses, so a
     # method is never replayed on a fresh actor; the driver retries the whole video instead.
@@ -87,7 +106,9 @@ class Pool:
     """Actors (or gangs) of one stage that are pinged before use and dropped when they stay dead.
 
     exclusive: acquire/release hand an item to one video at a time (base actors, gangs);
-    shared: pick(i) returns a healthy item for several videos at once (interpolation, writing).
+    shared: pick() returns the healthy item serving the fewest open videos, for several videos
+    at once (interpolation, writing), and release() gives its slot back: one busy CPU actor
+    never gets every new video while another idles.
     Waiting for a free item is bounded by the other videos' own bounded waits.
     """
 
@@ -98,7 +119,9 @@ class Pool:
         self.size = len(items)
         self.ping_timeout, self.on_event, self._drop = ping_timeout, on_event, drop
         self._free: collections.deque = collections.deque(items)
+        self._load: dict[int, int] = {id(i): 0 for i in items}  # shared pools: open videos per item
         self._cond = threading.Condition()
+        self._ahead = 0  # videos let through ahead() that have not yet taken an item (see ahead())
 
     def name(self, item) -> str:
         return self.names.get(id(item), "?")
@@ -138,45 +161,100 @@ class Pool:
             if pids is not None:
                 return item, pids
 
+    def acquire_many(self, count: Callable[[int, int], int]) -> tuple[list, list[int]]:
+        """Several free items taken at once (all or none, under the lock: two videos never each hold
+        part of what they need). `count(free, waiting)` says how many (waiting: the videos between
+        ahead() and taken(), this one included); blocks until one is free."""
+        while True:
+            with self._cond:
+                while not self._free and self.items:
+                    self._cond.wait(timeout=1.0)
+                if not self.items:
+                    raise PoolExhausted(f"no healthy {self.stage} actor is left (all {self.size} died)")
+                n = max(1, min(count(len(self._free), max(1, self._ahead)), len(self._free)))
+                taken = [self._free.popleft() for _ in range(n)]
+            checked = [(item, self._check(item)) for item in taken]
+            good = [(item, pids) for item, pids in checked if pids is not None]
+            if len(good) == len(taken):
+                return [i for i, _ in good], [p for _, pids in good for p in pids]
+            for item, _ in good:  # one was dropped: give the others back and ask again
+                self.release(item)
+
     def release(self, item) -> None:
         with self._cond:
-            if item in self.items:
+            if not self.exclusive:
+                self._load[id(item)] = max(0, self._load.get(id(item), 0) - 1)
+            elif item in self.items:
                 self._free.append(item)
             self._cond.notify_all()
 
-    def pick(self, index: int) -> tuple[object, list[int]]:
-        """(a healthy shared item chosen round robin by `index`, its pids)."""
+    def free_count(self) -> int:
+        with self._cond:
+            return len(self._free)
+
+    def ahead(self, lookahead: int) -> None:
+        """Wait until a video may take its base actor: while fewer videos are ahead (holding a base or
+        waiting for one, no gang yet) than free gangs plus `lookahead`. `taken()` ends its turn.
+
+        Why no deadlock: a video takes base, then gang, never the other way round, and a video
+        holding a gang never waits for anything but its own work; this wait holds nothing. Why
+        `lookahead` >= 1: the next video's base generation should overlap this video's
+        enhancement (its first chunks are ready when the gang frees), but no more videos than
+        that sit on base actors, idle behind backpressure, while every gang is busy."""
+        with self._cond:
+            while self._ahead >= len(self._free) + lookahead and self.items:
+                self._cond.wait(timeout=1.0)
+            self._ahead += 1
+
+    def taken(self) -> None:
+        """The video that passed ahead() has its gang, or gave up."""
+        with self._cond:
+            self._ahead = max(0, self._ahead - 1)
+            self._cond.notify_all()
+
+    def pick(self) -> tuple[object, list[int]]:
+        """(the healthy shared item serving the fewest open videos, its pids); release() it after the video."""
         while True:
             with self._cond:
                 if not self.items:
                     raise PoolExhausted(f"no healthy {self.stage} actor is left (all {self.size} died)")
-                item = self.items[index % len(self.items)]
+                item = min(self.items, key=lambda i: self._load.get(id(i), 0))  # ties: the first
+                self._load[id(item)] = self._load.get(id(item), 0) + 1
             pids = self._check(item)
             if pids is not None:
                 return item, pids
+            with self._cond:
+                self._load[id(item)] -= 1
 
     def report(self) -> dict:
         return {"size": self.size, "healthy": len(self.items), "dropped": sorted(
             n for k, n in self.names.items() if k not in {id(i) for i in self.items})}
 
 
+def gang_size(settings: RunSettings) -> int:
+    """Actors per gang: enhance_shards, or 1 for auto (a video then takes several one-actor gangs at once)."""
+    shards = settings.ray.enhance_shards
+    return 1 if shards == "auto" else shards
+
+
 def make_gangs(settings: RunSettings, storage_options, timeout: float) -> list[Gang]:
     s = settings.ray
+    size = gang_size(settings)
     gangs = []
-    for g in range(s.enhance.actors // s.enhance_shards):
-        pg = placement_group([bundle(s.enhance)] * s.enhance_shards, strategy="PACK", name="")
+    for g in range(s.enhance.actors // size):
+        pg = placement_group([bundle(s.enhance)] * size, strategy="PACK", name="")
         try:
             ray.get(pg.ready(), timeout=timeout)
         except ray.exceptions.GetTimeoutError:
             remove_placement_group(pg)
             raise ExecutorStartError(
-                f"could not place enhancer gang {g}: {s.enhance_shards} bundles of {bundle(s.enhance)} within {timeout:.0f}s. "
+                f"could not place enhancer gang {g}: {size} bundles of {bundle(s.enhance)} within {timeout:.0f}s. "
                 "Check `ray status` and the ray.enhance settings."
             ) from None
         actors = [
             make_actor("enhance", settings, f"enhance-g{g}s{j}", storage_options, s.enhance,
                        PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=j))
-            for j in range(s.enhance_shards)
+            for j in range(size)
         ]
         gangs.append(Gang(g, actors, pg, f"enhance-g{g}"))
     return gangs

@@ -1,0 +1,135 @@
+"""One video's enhancement and output on its actors: the driver side of the stage protocol.
+
+The driver passes object refs only. Every stream has backpressure: the base and enhancer
+generators at most `ray.max_chunks_in_flight` pieces ahead of the driver, the enhancer's inbox
+bounded, interpolation and writing at most that many pushes in flight (`Sink`). So the
+object store holds a constant number of pieces per video, whatever its length.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+
+import ray
+
+from stt2v_ray.pipeline.shard import neighbour_borders
+from stt2v_ray.plan.chunks import split_segments
+from stt2v_ray.runtime.faults import StageTimeout
+
+
+class Sink:
+    """Frames in order to the interpolation actor, then the writer; a bounded number in flight."""
+
+    def __init__(self, attempt, interp, writer, vid, max_in_flight, vp):
+        self.attempt, self.interp, self.writer, self.vid, self.vp = attempt, interp, writer, vid, vp
+        self.max = max(1, max_in_flight)
+        self.pending: collections.deque = collections.deque()
+
+    def put(self, frames_ref) -> None:
+        self.vp.unit("frames out", f"piece {len(self.pending)}")
+        out = self.attempt.track(self.interp.call.remote("push", self.vid, frames_ref))
+        self.pending.append(self.attempt.track(self.writer.call.remote("write", self.vid, out)))
+        while len(self.pending) > self.max:
+            self.attempt.get(self.pending.popleft())
+
+    def close(self) -> dict:
+        tail = self.attempt.track(self.interp.call.remote("close", self.vid))
+        self.pending.append(self.writer.call.remote("write", self.vid, tail))
+        self.attempt.get(list(self.pending))
+        return self.attempt.get(self.writer.call.remote("close", self.vid))
+
+
+def streaming_opts(max_in_flight: int) -> dict:
+    """A streaming generator at most `max_in_flight` unconsumed pieces ahead of its consumer."""
+    return {"num_returns": "streaming", "_generator_backpressure_num_objects": max(1, max_in_flight)}
+
+
+def enhance_streaming(attempt, actor, request, base_hw, pieces, sink, release_base, max_in_flight: int) -> None:
+    """One shard: the actor runs the wavefront on base pieces as they are fed (bounded inbox)."""
+    vid = request.id
+    attempt.get(actor.call.remote("open_stream", request, base_hw, max_in_flight))
+    out = attempt.track(actor.stream.options(**streaming_opts(max_in_flight)).remote("stream", vid))
+    errors: list = []
+
+    def feed():
+        try:
+            for _, _, ref in pieces:
+                attempt.get(actor.call.remote("feed", vid, ref))  # blocks while the inbox is full
+        except Exception as exc:  # surfaces through the enhancer's stream too
+            errors.append(exc)
+        finally:
+            # The end marker, also after an error, so the enhancer's stream ends instead of waiting.
+            try:
+                ray.get(actor.call.remote("feed", vid, None), timeout=attempt.timeout)
+            except Exception:  # the actor is gone or wedged: the stream's own wait reports it
+                pass
+            if not errors:  # after an error the base may still be busy: it is freed after the cancel
+                release_base()
+
+    feeder = threading.Thread(target=feed, name=f"feed-{vid}", daemon=True)
+    feeder.start()
+    for ref in attempt.iterate(out, f"{vid}: enhancer stream"):
+        sink.put(ref)
+    feeder.join(timeout=attempt.timeout)
+    if errors:
+        raise errors[0]
+    if feeder.is_alive():
+        raise StageTimeout(f"{vid}: feeding the enhancer took over {attempt.timeout:g}s")
+
+
+def enhance_sharded(attempt, actors, request, base_hw, num_chunks: int, pieces, sink, release_base,
+                    max_in_flight: int) -> None:
+    """S shards, one segment each, started as soon as their own base frames exist.
+
+    Step i of shard j is submitted as soon as its inputs can exist: step 0 once every base piece
+    it needs has been fed (the feed refs are its arguments, so Ray runs it after them), step i > 0
+    once both neighbours' step i-1 is submitted (their border refs are its arguments). The steps
+    thus run as a wavefront over the shards behind the base stage, not after it.
+    """
+    vid = request.id
+    segments = split_segments(num_chunks, len(actors))
+    actors = actors[: len(segments)]
+    ranges = attempt.get([a.call.remote("open_segment", request, base_hw, k0, k1)
+                          for a, (k0, k1) in zip(actors, segments, strict=True)])
+    n_steps = ranges[0][2]
+    missing = [f1 - f0 + len(extra) for f0, f1, _, extra in ranges]  # base frames each shard still waits for
+    fed: list[list] = [[] for _ in actors]
+    steps: list[list] = [[] for _ in actors]  # shard -> (head, tail) border refs of each step submitted
+
+    def advance() -> None:
+        moved = True
+        while moved:
+            moved = False
+            for j, actor in enumerate(actors):
+                i = len(steps[j])
+                if i >= n_steps:
+                    continue
+                if i == 0:
+                    if missing[j] > 0:
+                        continue
+                    args = (None, None, *fed[j])
+                else:
+                    if (j > 0 and len(steps[j - 1]) < i) or (j + 1 < len(actors) and len(steps[j + 1]) < i):
+                        continue
+                    args = neighbour_borders([s[i - 1] if len(s) >= i else (None, None) for s in steps], j)
+                steps[j].append(tuple(attempt.track(actor.call.options(num_returns=2).remote("step", vid, i, *args))))
+                moved = True
+
+    for start, n, ref in pieces:  # each base piece to the shards whose frames it covers (refs only)
+        for j, (a, (f0, f1, _, extra)) in enumerate(zip(actors, ranges, strict=True)):
+            inside = max(0, min(start + n, f1) - max(start, f0)) + sum(start <= f < start + n for f in extra)
+            if inside:
+                fed[j].append(attempt.track(a.call.remote("feed_segment", vid, start, ref)))
+                missing[j] -= inside
+        advance()
+    release_base()
+    missing = [0] * len(actors)  # whatever is still missing, step 0 itself reports it
+    advance()
+    # A failing step fails its shard's later steps (EnhanceWorker) and, through the borders, its
+    # neighbours': the finish streams raise.
+    last = [s[-1] for s in steps]
+    outs = [attempt.track(a.stream.options(**streaming_opts(max_in_flight)).remote("finish", vid, *neighbour_borders(last, j)))
+            for j, a in enumerate(actors)]
+    for j, gen in enumerate(outs):  # segments in order; later ones wait (backpressure) while earlier ones drain
+        for ref in attempt.iterate(gen, f"{vid}: enhancer shard {j}"):
+            sink.put(ref)
