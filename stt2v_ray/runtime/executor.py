@@ -24,11 +24,14 @@ import os
 import sys
 import threading
 import time
+import traceback
+import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import ray
 from ray.util.placement_group import remove_placement_group
 
+from stt2v_ray import logs
 from stt2v_ray.config import RunSettings
 from stt2v_ray.errors import ExecutorStartError
 from stt2v_ray.pipeline.local import base_row, stage_seconds, video_uri
@@ -36,9 +39,13 @@ from stt2v_ray.pipeline.shard import neighbour_borders
 from stt2v_ray.pipeline.video import frame_budget, progress_totals
 from stt2v_ray.plan.chunks import base_plan, split_segments
 from stt2v_ray.records import work_uri
+from stt2v_ray.runtime.cluster import announce_dashboard, default_num_cpus, local_init_kwargs
 from stt2v_ray.runtime.faults import Attempt, StageTimeout, retryable
+from stt2v_ray.runtime.metrics import RunMetrics
 from stt2v_ray.runtime.pools import Pool, make_actor, make_gangs, ping
 from stt2v_ray.video.encode import remove_stale_parts
+
+log = logs.logger("runtime")
 
 
 def needed_resources(settings: RunSettings) -> dict[str, float]:
@@ -67,6 +74,7 @@ class RayExecutor:
         self.events: list[dict] = []  # retries and pool shrinks, in order (for run.json)
         self.pids: dict[str, int] = {}  # actor name -> pid at start (tests kill them by pid)
         self._events_lock = threading.Lock()
+        self._actor_logs: dict[str, list[str]] = {}  # video id -> the actors' log lines, until its log is written
 
     def _event(self, event: dict) -> None:
         with self._events_lock:
@@ -96,26 +104,27 @@ class RayExecutor:
                 ray.init(address=address, log_to_driver=True)
             else:
                 # The embedded default: a local cluster of its own (address="local": never attach to a
-                # cluster someone else started here), sized for the pools (logical CPUs may
-                # exceed the cores: they are a scheduling budget, not threads).
+                # cluster someone else started here), sized for the pools.
                 import torch
 
                 need = needed_resources(self.settings)
-                ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(need.get("CPU", 0)) + 1),
-                         num_gpus=torch.cuda.device_count(), include_dashboard=False, log_to_driver=True)
+                announce_dashboard(ray.init(**local_init_kwargs(
+                    self.settings, default_num_cpus(need.get("CPU", 0)), torch.cuda.device_count())))
                 self._owns_ray = True
         self._check_resources()
-        so = storage_options
+        so, tag = storage_options, uuid.uuid4().hex[:8]  # tag: this run's actor names (stt2v-<tag>-base-0)
+        self.metrics = RunMetrics()
+        self._logs = logs.install(stderr_level=30)  # the driver's own lines per video; WARNING+ on the terminal
         names = {"base": [f"base-{i}" for i in range(s.base.actors)],
                  "interpolate": [f"interpolate-{i}" for i in range(s.interpolate.actors)],
                  "write": [f"write-{i}" for i in range(s.write.actors)]}
-        self.bases = [make_actor("base", self.settings, n, so, s.base) for n in names["base"]]
-        self.interps = [make_actor("interpolate", self.settings, n, so, s.interpolate) for n in names["interpolate"]]
-        self.writers = [make_actor("write", self.settings, n, so, s.write) for n in names["write"]]
+        self.bases = [make_actor("base", self.settings, n, so, s.base, tag=tag) for n in names["base"]]
+        self.interps = [make_actor("interpolate", self.settings, n, so, s.interpolate, tag=tag) for n in names["interpolate"]]
+        self.writers = [make_actor("write", self.settings, n, so, s.write, tag=tag) for n in names["write"]]
         self._actors += self.bases + self.interps + self.writers
         all_names = names["base"] + names["interpolate"] + names["write"]
         if self.settings.enhance.enabled:
-            self._gangs = make_gangs(self.settings, so, self.place_timeout)
+            self._gangs = make_gangs(self.settings, so, self.place_timeout, tag)
             self._actors += [a for g in self._gangs for a in g.actors]
             all_names += [f"{g.name}s{j}" for g in self._gangs for j in range(len(g.actors))]
         # All constructed (models load lazily, once); bounded like every other wait.
@@ -126,6 +135,8 @@ class RayExecutor:
         self.gang_pool = Pool("enhance", self._gangs, [g.name for g in self._gangs], t, ev)
         self.interp_pool = Pool("interpolate", self.interps, names["interpolate"], t, ev, exclusive=False)
         self.write_pool = Pool("write", self.writers, names["write"], t, ev, exclusive=False)
+        self.base_pool.on_wait = lambda d: self.metrics.queue("base_wait", d)
+        self.gang_pool.on_wait = lambda d: self.metrics.queue("enhance_wait", d)
         self._started = True
 
     def _check_resources(self) -> None:
@@ -157,7 +168,7 @@ class RayExecutor:
         if not self._started:
             self.start(storage_options)
         s = self.settings.ray
-        self._output = output_uri
+        self._output, self._out_options = output_uri, storage_options
         limit = s.max_videos_in_flight or (s.base.actors + max(1, len(self._gangs)))
         pending: set = set()
         counter = iter(range(1 << 62))
@@ -184,7 +195,28 @@ class RayExecutor:
             pool.shutdown(wait=not pending, cancel_futures=True)
 
     def _video(self, index, request, extra, output_uri, timeline, progress):
+        """_render_video with the video's metrics, its id on every log record and <output>/logs/<id>.log."""
+        self.metrics.video_started()
+        row = None
+        try:
+            with logs.video(request.id):
+                row, extra = self._render_video(index, request, extra, output_uri, timeline, progress)
+        finally:
+            self.metrics.video_ended(row is not None and row["status"] == "ok")
+            self._write_log(request.id, output_uri)
+        return row, extra
+
+    def _write_log(self, vid: str, output_uri: str) -> None:
+        lines = self._logs.take(vid) + self._actor_logs.pop(vid, [])
+        try:
+            logs.write_video_log(output_uri, vid, lines, self._out_options)
+        except Exception as exc:  # a log that cannot be written never fails the video
+            print(f"WARNING: {vid}: could not write its log: {exc}", file=sys.stderr, flush=True)
+
+    def _render_video(self, index, request, extra, output_uri, timeline, progress):
         """Render one video; an attempt lost to a dead actor, shard or node is made again from scratch."""
+        log.info("ray: %s started (%s, %d frames, seed %d)", request.id, "i2v" if request.image else "t2v",
+                 request.num_frames, request.seed)
         row = base_row(request, self.settings)
         vp = progress.video(request.id, f"{'i2v' if request.image else 't2v'}, {request.num_frames} frames, "
                                         f"seed {request.seed} (ray)", progress_totals(request, self.settings))
@@ -198,10 +230,13 @@ class RayExecutor:
                 row.update(self._render(index, request, uri, attempt, vp))
             except Exception as exc:  # a failed video never stops the batch
                 error, retry = f"{type(exc).__name__}: {_short(exc)}", retryable(exc)
+                row["error_detail"] = _detail(exc)
+                log.warning("ray: %s attempt %d failed: %s", request.id, number, row["error_detail"])
             finally:
                 lost = self._end_attempt(attempt, request.id, error is not None, timeline, seconds)
             if error is None:
-                row.update(status="ok", video_uri=uri, error=None)
+                row.update(status="ok", video_uri=uri, error=None, error_detail=None)
+                log.info("ray: %s ok (%s)", request.id, uri)
                 vp.finish("ok", uri)
                 break
             if lost:  # an actor of this attempt died or restarted: whatever it raised, the cause is the loss
@@ -226,7 +261,7 @@ class RayExecutor:
         if failed:
             attempt.cancel()  # base generator, enhancer steps/streams, pending pushes and writes
             for actor, _ in actors:  # wakes the video's tasks that wait inside an actor (steps, streams)
-                _quiet(lambda a=actor: ray.get(a.call.remote("discard", vid), timeout=t))
+                _quiet(lambda a=actor: ray.get(a.discard.remote(vid), timeout=t))
             if not attempt.settle():
                 print(f"WARNING: {vid}: some cancelled work still ran after {t:g}s", file=sys.stderr, flush=True)
             for actor, pid in actors:  # the pids they had when handed out: a new pid is a restart
@@ -235,9 +270,11 @@ class RayExecutor:
                     lost.append(self._name(actor))
         attempt.release()  # only now: base and gang go back to their pools
         for actor, _ in {id(a): (a, p) for a, p in attempt.actors}.values():
-            for rec in _quiet(lambda a=actor: ray.get(a.call.remote("drain", vid), timeout=t)) or []:
+            for rec in _quiet(lambda a=actor: ray.get(a.drain.remote(vid), timeout=t)) or []:
                 timeline.record(*rec)
                 seconds[rec[1]] += rec[6] if len(rec) > 6 else rec[5] - rec[4]
+            lines = _quiet(lambda a=actor: ray.get(a.drain_logs.remote(vid), timeout=t)) or []
+            self._actor_logs.setdefault(vid, []).extend(lines)
         return lost
 
     def _name(self, actor) -> str:
@@ -259,20 +296,20 @@ class RayExecutor:
         def release_base():
             attempt.release("base", early=True)
 
-        base_hw = attempt.get(base.call.remote("base_size", request))
-        chunks = attempt.track(base.stream.options(
+        base_hw = attempt.get(base.base_size.remote(request))
+        chunks = attempt.track(base.base_chunks.options(
             num_returns="streaming", _generator_backpressure_num_objects=s.max_chunks_in_flight
-        ).remote("chunks", request, work_uri(self._output, request, settings)))
+        ).remote(request, work_uri(self._output, request, settings)))
         chunks = attempt.iterate(chunks, f"{vid}: base chunks")
         out_hw, gang = base_hw, None
         if budget.enhance is not None:
             gang, gpids = self.gang_pool.acquire()
             attempt.hold("gang", self.gang_pool, gang)
             attempt.use(gang.actors, gpids)
-            out_hw = attempt.get(gang.actors[0].call.remote("output_size", base_hw))
+            out_hw = attempt.get(gang.actors[0].output_size.remote(base_hw))
         fps = request.fps or settings.encode.default_fps
-        attempt.get([interp.call.remote("open", vid),
-                     writer.call.remote("open", vid, uri, out_hw[1], out_hw[0], fps, request.num_frames)])
+        attempt.get([interp.open_video.remote(vid),
+                     writer.open_video.remote(vid, uri, out_hw[1], out_hw[0], fps, request.num_frames)])
         sink = _Sink(attempt, interp, writer, vid, s.max_chunks_in_flight, vp)
         chunks = _counted(chunks, vp, "base", "chunk")
 
@@ -288,19 +325,19 @@ class RayExecutor:
 
     def _enhance_streaming(self, attempt, actor, request, base_hw, chunks, sink, release_base) -> None:
         vid = request.id
-        attempt.get(actor.call.remote("open_stream", request, base_hw, self.settings.ray.max_chunks_in_flight))
-        out = attempt.track(actor.stream.options(num_returns="streaming").remote("stream", vid))
+        attempt.get(actor.open_stream.remote(request, base_hw, self.settings.ray.max_chunks_in_flight))
+        out = attempt.track(actor.enhance_stream.options(num_returns="streaming").remote(vid))
         errors: list = []
 
         def feed():
             try:
                 for ref in chunks:
-                    attempt.get(actor.call.remote("feed", vid, ref))  # blocks while the inbox is full
+                    attempt.get(actor.feed_chunk.remote(vid, ref))  # blocks while the inbox is full
             except Exception as exc:  # surfaces through the enhancer's stream too
                 errors.append(exc)
             finally:
                 # The end marker, also after an error, so the enhancer's stream ends instead of waiting.
-                _quiet(lambda: ray.get(actor.call.remote("feed", vid, None), timeout=attempt.timeout))
+                _quiet(lambda: ray.get(actor.feed_chunk.remote(vid, None), timeout=attempt.timeout))
                 if not errors:  # after an error the base may still be busy: it is freed after the cancel
                     release_base()
 
@@ -308,6 +345,8 @@ class RayExecutor:
         feeder.start()
         for ref in attempt.iterate(out, f"{vid}: enhancer stream"):
             sink.put(ref)
+            sink.vp.reach("enhance", attempt.get(actor.enhance_count.remote(vid)))  # chunk x step units so far
+        sink.vp.reach("enhance", attempt.get(actor.enhance_count.remote(vid)))
         feeder.join(timeout=attempt.timeout)
         if errors:
             raise errors[0]
@@ -318,7 +357,7 @@ class RayExecutor:
         vid = request.id
         segments = split_segments(budget.enhance.num_chunks, len(actors))
         actors = actors[: len(segments)]
-        ranges = attempt.get([a.call.remote("open_segment", request, base_hw, k0, k1)
+        ranges = attempt.get([a.open_segment.remote(request, base_hw, k0, k1)
                               for a, (k0, k1) in zip(actors, segments, strict=True)])
         # Feed each base piece to the shards whose frames it covers (refs only; Ray moves the data).
         family = "i2v" if request.image else "t2v"
@@ -329,7 +368,7 @@ class RayExecutor:
             n = min(plan.chunk(k).num_kept, budget.generated_frames - start)
             for a, (f0, f1, _, extra) in zip(actors, ranges, strict=True):
                 if (start < f1 and start + n > f0) or any(start <= f < start + n for f in extra):
-                    fed.append(attempt.track(a.call.remote("feed_segment", vid, start, ref)))
+                    fed.append(attempt.track(a.feed_segment.remote(vid, start, ref)))
             start += n
         release_base()
         attempt.get(fed)
@@ -337,9 +376,12 @@ class RayExecutor:
         # (EnhanceWorker) and, through the borders, its neighbours': the finish streams raise.
         borders = [(None, None)] * len(actors)
         for i in range(ranges[0][2]):
-            borders = [tuple(attempt.track(a.call.options(num_returns=2).remote("step", vid, i, *neighbour_borders(borders, j))))
+            borders = [tuple(attempt.track(a.enhance_step.remote(vid, i, *neighbour_borders(borders, j))))
                        for j, a in enumerate(actors)]
-        outs = [attempt.track(a.stream.options(num_returns="streaming").remote("finish", vid, *neighbour_borders(borders, j)))
+            for (k0, k1), (ref, _) in zip(segments, borders, strict=True):  # progress: chunk x step units as steps end
+                ref.future().add_done_callback(
+                    lambda f, n=k1 - k0, i=i: f.cancelled() or f.exception() or sink.vp.unit("enhance", f"step {i}", n))
+        outs = [attempt.track(a.enhanced_segment.options(num_returns="streaming").remote(vid, *neighbour_borders(borders, j)))
                 for j, a in enumerate(actors)]
         for j, gen in enumerate(outs):  # segments in order: the first goes on to interpolation while later ones decode
             for ref in attempt.iterate(gen, f"{vid}: enhancer shard {j}"):
@@ -356,16 +398,16 @@ class _Sink:
 
     def put(self, frames_ref) -> None:
         self.vp.unit("frames out", f"piece {len(self.pending)}")
-        out = self.attempt.track(self.interp.call.remote("push", self.vid, frames_ref))
-        self.pending.append(self.attempt.track(self.writer.call.remote("write", self.vid, out)))
+        out = self.attempt.track(self.interp.push_frames.remote(self.vid, frames_ref))
+        self.pending.append(self.attempt.track(self.writer.write_frames.remote(self.vid, out)))
         while len(self.pending) > self.max:
             self.attempt.get(self.pending.popleft())
 
     def close(self) -> dict:
-        tail = self.attempt.track(self.interp.call.remote("close", self.vid))
-        self.pending.append(self.writer.call.remote("write", self.vid, tail))
+        tail = self.attempt.track(self.interp.close_video.remote(self.vid))
+        self.pending.append(self.writer.write_frames.remote(self.vid, tail))
         self.attempt.get(list(self.pending))
-        return self.attempt.get(self.writer.call.remote("close", self.vid))
+        return self.attempt.get(self.writer.close_video.remote(self.vid))
 
 
 def _counted(refs, vp, stage: str, unit: str):
@@ -384,6 +426,13 @@ def _short(exc: Exception) -> str:
             return f"{type(cause).__name__}: {cause}"
         text = text.strip().splitlines()[-1] if text.strip() else text
     return text
+
+
+def _detail(exc: BaseException) -> str:
+    """The full text: a task error's own text holds the remote traceback; others get theirs formatted."""
+    if isinstance(exc, ray.exceptions.RayError) and "Traceback" in str(exc):
+        return str(exc)
+    return "".join(traceback.format_exception(exc))
 
 
 def _quiet(fn):

@@ -20,7 +20,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from stt2v_ray.config import PoolSettings, RunSettings
 from stt2v_ray.errors import ExecutorStartError
-from stt2v_ray.runtime.actors import StageActor
+from stt2v_ray.runtime.actors import ACTORS
 
 WORKERS = {
     "base": "stt2v_ray.pipeline.workers.BaseWorker",
@@ -42,15 +42,18 @@ def bundle(pool: PoolSettings) -> dict[str, float]:
     return b or {"CPU": 0.001}  # a bundle may not be empty
 
 
-def make_actor(stage: str, settings: RunSettings, name: str, storage_options, pool: PoolSettings, strategy=None):
+def make_actor(stage: str, settings: RunSettings, name: str, storage_options, pool: PoolSettings, strategy=None,
+               tag: str = ""):
+    """One stage actor; with `tag` it is also a named Ray actor `stt2v-<tag>-<name>` (the dashboard's Name column).
+    The tag is unique per executor: named actors share a namespace, and a second run on the cluster must not clash."""
     # max_task_retries stays 0: the workers keep per-video state that a restart loses, so a
     # method is never replayed on a fresh actor; the driver retries the whole video instead.
     options = dict(num_cpus=pool.num_cpus, num_gpus=pool.num_gpus, resources=dict(pool.resources) or None,
-                   max_concurrency=CONCURRENCY[stage], name=None, max_restarts=settings.retry.actor_max_restarts,
-                   max_task_retries=0)
+                   max_concurrency=CONCURRENCY[stage], name=f"stt2v-{tag}-{name}" if tag else None,
+                   max_restarts=settings.retry.actor_max_restarts, max_task_retries=0)
     if strategy is not None:
         options["scheduling_strategy"] = strategy
-    return StageActor.options(**options).remote(WORKERS[stage], settings.model_dump_json(), name, storage_options)
+    return ACTORS[stage].options(**options).remote(WORKERS[stage], settings.model_dump_json(), name, storage_options)
 
 
 def ping(actor, timeout: float) -> tuple[str | None, int | None]:
@@ -98,6 +101,7 @@ class Pool:
         self.size = len(items)
         self.ping_timeout, self.on_event, self._drop = ping_timeout, on_event, drop
         self._free: collections.deque = collections.deque(items)
+        self.on_wait: Callable[[int], None] = lambda delta: None  # videos waiting for a free item (a queue-depth gauge)
         self._cond = threading.Condition()
 
     def name(self, item) -> str:
@@ -129,8 +133,13 @@ class Pool:
         """(a free, healthy item, its actors' pids); blocks while all are busy; PoolExhausted when none is left."""
         while True:
             with self._cond:
-                while not self._free and self.items:
-                    self._cond.wait(timeout=1.0)
+                if not self._free and self.items:
+                    self.on_wait(1)
+                    try:
+                        while not self._free and self.items:
+                            self._cond.wait(timeout=1.0)
+                    finally:
+                        self.on_wait(-1)
                 if not self.items:
                     raise PoolExhausted(f"no healthy {self.stage} actor is left (all {self.size} died)")
                 item = self._free.popleft()
@@ -160,7 +169,7 @@ class Pool:
             n for k, n in self.names.items() if k not in {id(i) for i in self.items})}
 
 
-def make_gangs(settings: RunSettings, storage_options, timeout: float) -> list[Gang]:
+def make_gangs(settings: RunSettings, storage_options, timeout: float, tag: str = "") -> list[Gang]:
     s = settings.ray
     gangs = []
     for g in range(s.enhance.actors // s.enhance_shards):
@@ -175,7 +184,7 @@ def make_gangs(settings: RunSettings, storage_options, timeout: float) -> list[G
             ) from None
         actors = [
             make_actor("enhance", settings, f"enhance-g{g}s{j}", storage_options, s.enhance,
-                       PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=j))
+                       PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=j), tag)
             for j in range(s.enhance_shards)
         ]
         gangs.append(Gang(g, actors, pg, f"enhance-g{g}"))
