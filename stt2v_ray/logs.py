@@ -77,7 +77,7 @@ _install_lock = threading.Lock()
 
 def install(stderr_level: int = logging.INFO) -> Buffer:
     """Once per process: the id filter, the per-video buffer and a stderr handler at `stderr_level`
-    (in an actor, stderr is what `ray job logs` streams; the driver passes WARNING to keep its terminal for progress)."""
+    (in an actor, stderr is what `ray job logs` streams; the driver passes ERROR: its terminal is for progress)."""
     global _installed
     with _install_lock:
         if _installed is None:

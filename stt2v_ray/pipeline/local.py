@@ -52,7 +52,7 @@ class LocalExecutor:
 
     def render_one(self, request, output_uri, storage_options, timeline, progress) -> dict:
         """One video, with its id on every log record and its lines in <output>/logs/<id>.log."""
-        buffer = logs.install(stderr_level=30)
+        buffer = logs.install(stderr_level=40)  # the terminal is for progress (errors aside)
         with logs.video(request.id):
             row = self._render_one(request, output_uri, storage_options, timeline, progress)
         try:
@@ -81,7 +81,8 @@ class LocalExecutor:
         except Exception as exc:  # one failed video never stops the batch
             row["error"] = f"{type(exc).__name__}: {exc}"
             row["error_detail"] = "".join(traceback.format_exception(exc))
-            log.warning("local: %s failed: %s", request.id, row["error_detail"])
+            log.warning("local: %s failed: %s", request.id, row["error"])
+            log.debug("local: %s: %s", request.id, row["error_detail"])  # into logs/<id>.log only
             vp.finish("FAILED", row["error"])
             if progress and not progress.quiet:
                 traceback.print_exc()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import sys
 import threading
 import time
@@ -114,7 +115,7 @@ class RayExecutor:
         self._check_resources()
         so, tag = storage_options, uuid.uuid4().hex[:8]  # tag: this run's actor names (stt2v-<tag>-base-0)
         self.metrics = RunMetrics()
-        self._logs = logs.install(stderr_level=30)  # the driver's own lines per video; WARNING+ on the terminal
+        self._logs = logs.install(stderr_level=40)  # the driver's lines per video; its terminal is for progress
         names = {"base": [f"base-{i}" for i in range(s.base.actors)],
                  "interpolate": [f"interpolate-{i}" for i in range(s.interpolate.actors)],
                  "write": [f"write-{i}" for i in range(s.write.actors)]}
@@ -231,7 +232,8 @@ class RayExecutor:
             except Exception as exc:  # a failed video never stops the batch
                 error, retry = f"{type(exc).__name__}: {_short(exc)}", retryable(exc)
                 row["error_detail"] = _detail(exc)
-                log.warning("ray: %s attempt %d failed: %s", request.id, number, row["error_detail"])
+                log.warning("ray: %s attempt %d failed: %s", request.id, number, error)
+                log.debug("ray: %s attempt %d: %s", request.id, number, row["error_detail"])  # into logs/<id>.log only
             finally:
                 lost = self._end_attempt(attempt, request.id, error is not None, timeline, seconds)
             if error is None:
@@ -428,10 +430,13 @@ def _short(exc: Exception) -> str:
     return text
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _detail(exc: BaseException) -> str:
     """The full text: a task error's own text holds the remote traceback; others get theirs formatted."""
     if isinstance(exc, ray.exceptions.RayError) and "Traceback" in str(exc):
-        return str(exc)
+        return _ANSI.sub("", str(exc))  # Ray colours the task name
     return "".join(traceback.format_exception(exc))
 
 

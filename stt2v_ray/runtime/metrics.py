@@ -1,7 +1,7 @@
 """ray.util.metrics of a render: exported by each node's metrics agent in Prometheus text
 (`ray_` is prefixed to every name), shown by the Ray dashboard's Grafana panels when set up.
 
-Driver (RunMetrics): videos done / failed / in flight, queue depths of the pools and the sink.
+Driver (RunMetrics): videos done / failed / in flight, videos waiting for a pool.
 Actors (ActorMetrics): frames per stage, enhancer inbox depth, busy seconds per pool.
 Each process's series carry Ray's own WorkerId/NodeAddress labels, so sum over them.
 """
@@ -22,8 +22,7 @@ METRICS = {  # name: (kind, tags, description) - the README's list is written fr
                                                   "frames per second: rate() of it."),
     "stt2v_queue_depth": ("gauge", ("queue",), "Work waiting: enhance_inbox (base pieces fed, not yet enhanced), "
                                                "base_wait / enhance_wait (videos waiting for a free base actor / "
-                                               "enhancer gang), write_pending (pieces sent to interpolation and "
-                                               "writing, not yet written)."),
+                                               "enhancer gang)."),
     "stt2v_busy_seconds": ("counter", ("pool",), "Seconds of recorded stage work per pool (base, enhance, interpolate, "
                                                  "write); busy fraction: rate() over the pool's actors."),
 }
@@ -54,7 +53,7 @@ class RunMetrics:
         self.done, self.failed = _make("stt2v_videos_done"), _make("stt2v_videos_failed")
         self.in_flight = _Level(_make("stt2v_videos_in_flight"))
         queue = _make("stt2v_queue_depth")
-        self.queues = {q: _Level(queue, {"queue": q}) for q in ("base_wait", "enhance_wait", "write_pending")}
+        self.queues = {q: _Level(queue, {"queue": q}) for q in ("base_wait", "enhance_wait")}
 
     def video_started(self) -> None:
         self.in_flight.add(1)

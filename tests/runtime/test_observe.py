@@ -123,7 +123,8 @@ def test_logs_and_error_detail(render):
         assert f"ray: {vid} started" in text
     for vid in ("t2v", "i2v"):
         text = (out / "logs" / f"{vid}.log").read_text()
-        for stage in ("base base-0: chunks done", "enhance enhance-g0s0: stream done", "write write-0: closed"):
+        for stage in ("base base-0: chunks done", "enhance enhance-g0s0: stream done", "write write-0: closed",
+                      "stt2v_ray.stage: enhance enhance-g0s0: ", "stt2v_ray.stage: encode write-0: frames 0-"):
             assert stage in text, text
     assert "Traceback" in (out / "logs" / "bad.log").read_text()
 
