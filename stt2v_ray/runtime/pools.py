@@ -28,8 +28,9 @@ WORKERS = {
     "interpolate": "stt2v_ray.pipeline.workers.InterpolateWorker",
     "write": "stt2v_ray.pipeline.workers.WriteWorker",
 }
-# The enhancer's feed() blocks on a bounded inbox while its stream() runs.
-CONCURRENCY = {"base": 1, "enhance": 2, "interpolate": 1, "write": 1}
+# The enhancer's feed() blocks on a bounded inbox while its stream() runs; a third thread answers the
+# driver's progress count (enhance_count) without waiting for either.
+CONCURRENCY = {"base": 1, "enhance": 3, "interpolate": 1, "write": 1}
 
 
 class PoolExhausted(RuntimeError):

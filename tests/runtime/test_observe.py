@@ -12,9 +12,10 @@ import urllib.request
 import pytest
 import ray
 
-from stt2v_ray.cli import main
 from stt2v_ray.config import RunSettings
-from stt2v_ray.pipeline.video import frame_budget
+from stt2v_ray.pipeline.video import frame_budget, progress_totals
+from stt2v_ray.progress import Progress
+from stt2v_ray.run import render as render_run
 from stt2v_ray.runtime.cluster import announce_dashboard, dashboard_installed, local_init_kwargs
 from tests.renders import results
 from tests.runtime.test_ray_executor import sets
@@ -54,14 +55,16 @@ def render(cluster, tmp_path_factory):
     ]}
     (folder / "m.yaml").write_text(yaml.safe_dump(doc))
     out = folder / "out"
-    code = main(["render", str(folder / "m.yaml"), "--output", str(out), "--quiet"] + sets("executor=ray"))
-    return code, out
+    stream = io.StringIO()  # not a TTY: plain progress lines
+    summary = render_run(str(folder / "m.yaml"), str(out), sets("executor=ray")[1::2],
+                         progress=Progress(total_videos=3, stream=stream))
+    return summary.exit_code, out, stream.getvalue()
 
 
 def test_stage_actors_carry_their_stage(cluster, render):
     from ray.util.state import list_actors
 
-    code, _ = render
+    code, _, _ = render
     assert code == 1  # the bad image
     url = announce_dashboard(cluster[0], io.StringIO())  # this cluster's API server (other clusters may run here)
     actors = [a for a in list_actors(address=url, limit=1000, detail=True) if (a.name or "").startswith("stt2v-")]
@@ -109,8 +112,20 @@ def test_metrics_exported(cluster, render):
     assert 'ray_stt2v_queue_depth{queue="enhance_inbox"}' in m
 
 
+def test_progress_counts_enhancement_under_ray(render):
+    _, _, text = render
+    settings = RunSettings.model_validate({"preset": "tiny", "enhance": {"steps": 4, "strength": 0.5, "chunk_frames": 8,
+                                           "overlap_frames": 3}, "t2v": {"steps": 2, "chunk_frames": 8, "cond_frames": 4}})
+    totals = progress_totals(type("R", (), {"image": None, "num_frames": 13})(), settings)
+    assert totals["enhance"] > 0
+    end = next(line for line in text.splitlines() if "t2v: ok in" in line)
+    assert f"base {totals['base']}/{totals['base']}" in end and f"enhance {totals['enhance']}/{totals['enhance']}" in end, text
+    assert "ETA" in text
+    assert "i2v: ok in" in text and "bad: FAILED" in text and "overall: videos 3/3 done" in text
+
+
 def test_logs_and_error_detail(render):
-    _, out = render
+    _, out, _ = render
     rows = results(out)
     assert rows["t2v"]["error_detail"] is None
     bad = rows["bad"]
