@@ -16,6 +16,9 @@ from typing import Literal
 from tqdm import tqdm
 
 Mode = Literal["tty", "plain"]
+# Units a stage's total counts (pipeline.video.progress_totals): the enhancer's total is chunk x step,
+# so its key-frame and decode units are shown by no count.
+COUNTED = {"enhance": "step"}
 
 
 def _eta(elapsed: float, done: float, total: float | None) -> str:
@@ -110,7 +113,7 @@ class VideoProgress:
 
     def unit(self, stage: str, unit: str, count: int = 1) -> None:
         """`count` units of `stage` done (unit names the last one, e.g. "chunk 3")."""
-        if unit == "prepare" or count <= 0:
+        if unit == "prepare" or count <= 0 or COUNTED.get(stage, "") not in unit:
             return
         with self.parent.lock:
             self.done[stage] += count
@@ -121,7 +124,7 @@ class VideoProgress:
         with self.parent.lock:
             delta = n - self.done[stage]
         if delta > 0:
-            self.unit(stage, f"{n}", delta)
+            self.unit(stage, f"{n} {COUNTED.get(stage, '')}", delta)
 
     def _show(self, stage: str, count: int) -> None:
         if self.parent.quiet:

@@ -17,7 +17,8 @@ def run_batch(progress: Progress, units: dict[str, int]) -> None:
     vp = progress.video("v0", "t2v, 300 frames", {k: n for k, n in units.items() if k != "frames out"})
     for stage, n in units.items():
         for k in range(n):
-            vp.unit(stage, f"{stage} {k}")
+            vp.unit(stage, f"chunk {k // 4} step {k % 4}" if stage == "enhance" else f"{stage} {k}")
+    vp.unit("enhance", "decode frames 0-7")  # work the enhancer's chunk x step total does not count
     vp.finish("ok", "videos/v0.mp4")
     progress.skipped("v1", "already rendered")
     progress.close()

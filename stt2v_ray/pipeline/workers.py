@@ -44,10 +44,10 @@ class Recorder:
         if self.on_record is not None:
             self.on_record(row)
 
-    def count(self, video_id: str, stage: str) -> int:
-        """Units of `stage` recorded for the video and not yet drained ("prepare" aside)."""
+    def count(self, video_id: str, stage: str, word: str) -> int:
+        """Units of `stage` whose name has `word` recorded for the video and not yet drained."""
         with self._lock:
-            return sum(r[0] == video_id and r[1] == stage and r[3] != "prepare" for r in self._rows)
+            return sum(r[0] == video_id and r[1] == stage and word in r[3] for r in self._rows)
 
     def drain(self, video_id: str) -> list[tuple]:
         with self._lock:

@@ -150,7 +150,7 @@ class EnhancerShard(_StageBody):
 
     def enhance_count(self, video_id: str) -> int:
         """Enhancement units (chunk x step) this actor has done for the video so far (for progress)."""
-        return self.worker.recorder.count(video_id, "enhance")
+        return self.worker.recorder.count(video_id, "enhance", "step")
 
 
 @ray.remote
