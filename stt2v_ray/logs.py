@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import re
 import sys
 import threading
+import traceback
 from collections.abc import Iterator
 
 from stt2v_ray.storage import atomic_write_bytes, join_uri
@@ -101,3 +103,15 @@ def write_video_log(output_uri: str, video_id: str, lines: list[str], storage_op
     text = "".join(line.rstrip("\n") + "\n" for line in sorted(lines, key=lambda line: line[:23]))
     atomic_write_bytes(uri, text.encode("utf-8"), storage_options)
     return uri
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def error_detail(exc: BaseException) -> str:
+    """A failed row's error_detail: a Ray task error's own text already holds the remote traceback
+    (its local one would only show the driver's ray.get); any other error gets its traceback formatted."""
+    text = str(exc)
+    if "Traceback (most recent call last)" in text:
+        return _ANSI.sub("", text)  # Ray colours the task name
+    return "".join(traceback.format_exception(exc))

@@ -80,7 +80,7 @@ class LocalExecutor:
             vp.finish("ok", uri)
         except Exception as exc:  # one failed video never stops the batch
             row["error"] = f"{type(exc).__name__}: {exc}"
-            row["error_detail"] = "".join(traceback.format_exception(exc))
+            row["error_detail"] = logs.error_detail(exc)
             log.warning("local: %s failed: %s", request.id, row["error"])
             log.debug("local: %s: %s", request.id, row["error_detail"])  # into logs/<id>.log only
             vp.finish("FAILED", row["error"])

@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import collections
 import os
-import re
 import sys
 import threading
 import time
-import traceback
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -231,7 +229,7 @@ class RayExecutor:
                 row.update(self._render(index, request, uri, attempt, vp))
             except Exception as exc:  # a failed video never stops the batch
                 error, retry = f"{type(exc).__name__}: {_short(exc)}", retryable(exc)
-                row["error_detail"] = _detail(exc)
+                row["error_detail"] = logs.error_detail(exc)
                 log.warning("ray: %s attempt %d failed: %s", request.id, number, error)
                 log.debug("ray: %s attempt %d: %s", request.id, number, row["error_detail"])  # into logs/<id>.log only
             finally:
@@ -428,16 +426,6 @@ def _short(exc: Exception) -> str:
             return f"{type(cause).__name__}: {cause}"
         text = text.strip().splitlines()[-1] if text.strip() else text
     return text
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _detail(exc: BaseException) -> str:
-    """The full text: a task error's own text holds the remote traceback; others get theirs formatted."""
-    if isinstance(exc, ray.exceptions.RayError) and "Traceback" in str(exc):
-        return _ANSI.sub("", str(exc))  # Ray colours the task name
-    return "".join(traceback.format_exception(exc))
 
 
 def _quiet(fn):
