@@ -109,9 +109,9 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def error_detail(exc: BaseException) -> str:
-    """A failed row's error_detail: a Ray task error's own text already holds the remote traceback
-    (its local one would only show the driver's ray.get); any other error gets its traceback formatted."""
+    """A failed row's error_detail: the formatted traceback; for a Ray task error, whose text is the remote
+    traceback, that is the driver's frames then the remote ones."""
     text = str(exc)
-    if "Traceback (most recent call last)" in text:
-        return _ANSI.sub("", text)  # Ray colours the task name
-    return "".join(traceback.format_exception(exc))
+    if "Traceback (most recent call last)" not in text:  # a Ray task error's text has the remote frames, not this header
+        text = "".join(traceback.format_exception(exc))
+    return _ANSI.sub("", text)  # Ray colours the task name
