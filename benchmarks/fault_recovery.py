@@ -58,7 +58,7 @@ def child(workdir: Path) -> dict:
                 title = " ".join(psutil.Process(pid).cmdline())
             except psutil.Error:
                 return
-            if title.startswith("ray::StageActor.stream"):
+            if title.startswith(("ray::StageActor.stream", "ray::BaseActor.base_chunks")):  # old code, current code
                 struck.update(pid=pid, title=title.strip(), at=round(time.monotonic() - t0, 1))
                 os.kill(pid, signal.SIGKILL)
             time.sleep(0.01)

@@ -186,6 +186,8 @@ class RaySettings(SchedulerSettings):
                                                                     "Bounds memory.")
     max_chunks_in_flight: int = Field(4, ge=1, le=1024, description="Base chunks a video may have made but not yet consumed "
                                                                     "(backpressure).")
+    dashboard: bool = Field(True, description="The embedded local cluster starts the Ray dashboard on 127.0.0.1 (needs "
+                                              "ray[default]) and prints its address; false: no dashboard.")
 
     @model_validator(mode="after")
     def _check(self) -> RaySettings:

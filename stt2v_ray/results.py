@@ -48,6 +48,7 @@ RESULT_SCHEMA = pa.schema(
         ("request_digest", pa.string()),  # see stt2v_ray.records: what each digest covers
         ("settings_digest", pa.string()),
         ("attempts", pa.int64()),  # renders of the video in this run (Ray retries one lost to a dead actor or node)
+        ("error_detail", pa.string()),  # a failed video's full traceback (the remote one under Ray); `error` stays short
     ]
 )
 RESULT_COLUMNS = tuple(RESULT_SCHEMA.names)

@@ -165,6 +165,7 @@ def render(input_uri: str, output_uri: str, overrides: list[str] | None = None,
                 executor.close()
             finally:
                 videos.close()
+                progress.close()  # the terminal's bars (no-op for plain lines)
                 tables = assemble(source.iter_requests(), source.extra_schema(), store, output_uri)
                 store.tidy()
                 ended = time.time()

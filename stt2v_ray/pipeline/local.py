@@ -4,11 +4,14 @@ from __future__ import annotations
 import traceback
 from collections.abc import Iterable, Iterator
 
+from stt2v_ray import logs
 from stt2v_ray.config import RunSettings
 from stt2v_ray.pipeline.components import Components, family_of
 from stt2v_ray.pipeline.video import STAGES, StageClock, progress_totals, render_video
 from stt2v_ray.records import request_digest, settings_digest, work_uri
 from stt2v_ray.storage import join_uri
+
+log = logs.logger("pipeline")
 
 
 def video_uri(output_uri: str, video_id: str) -> str:
@@ -17,7 +20,7 @@ def video_uri(output_uri: str, video_id: str) -> str:
 
 def base_row(request, settings: RunSettings | None = None) -> dict:
     return {"id": request.id, "status": "failed", "video_uri": None, "num_frames": None, "fps": None,
-            "width": None, "height": None, "seed": request.seed, "frames_sha256": None, "error": None,
+            "width": None, "height": None, "seed": request.seed, "frames_sha256": None, "error": None, "error_detail": None,
             "request_digest": request_digest(request),
             "settings_digest": settings_digest(settings) if settings is not None else None,
             "attempts": 1}
@@ -49,8 +52,21 @@ class LocalExecutor:
             torch.set_num_threads(threads)
 
     def render_one(self, request, output_uri, storage_options, timeline, progress) -> dict:
+        """One video, with its id on every log record and its lines in <output>/logs/<id>.log."""
+        buffer = logs.install(stderr_level=40)  # the terminal is for progress (errors aside)
+        with logs.video(request.id):
+            row = self._render_one(request, output_uri, storage_options, timeline, progress)
+        try:
+            logs.write_video_log(output_uri, request.id, buffer.take(request.id), storage_options)
+        except Exception as exc:  # a log that cannot be written never fails the video
+            log.warning("%s: could not write its log: %s", request.id, exc)
+        return row
+
+    def _render_one(self, request, output_uri, storage_options, timeline, progress) -> dict:
         import time
 
+        log.info("local: %s started (%s, %d frames, seed %d)", request.id, family_of(request), request.num_frames,
+                 request.seed)
         row = base_row(request, self.settings)
         totals = progress_totals(request, self.settings)
         vp = progress.video(request.id, f"{family_of(request)}, {request.num_frames} frames, seed {request.seed}", totals)
@@ -61,9 +77,13 @@ class LocalExecutor:
             work = work_uri(output_uri, request, self.settings)
             row.update(render_video(request, self.settings, self.components, uri, clock, storage_options, work))
             row.update(status="ok", video_uri=uri)
+            log.info("local: %s ok (%s)", request.id, uri)
             vp.finish("ok", uri)
         except Exception as exc:  # one failed video never stops the batch
             row["error"] = f"{type(exc).__name__}: {exc}"
+            row["error_detail"] = logs.error_detail(exc)
+            log.warning("local: %s failed: %s", request.id, row["error"])
+            log.debug("local: %s: %s", request.id, row["error_detail"])  # into logs/<id>.log only
             vp.finish("FAILED", row["error"])
             if progress and not progress.quiet:
                 traceback.print_exc()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from stt2v_ray import logs
 from stt2v_ray.config import InputSettings, RunSettings
 from stt2v_ray.inputs.images import ImagePolicy, image_storage_options
 from stt2v_ray.models.blocks.job import GenerationJob
@@ -35,6 +36,8 @@ from stt2v_ray.video.contact import ContactSheet
 from stt2v_ray.video.encode import Mp4Writer
 from stt2v_ray.video.frames import load_image, to_uint8
 from stt2v_ray.video.interpolate import StreamingInterpolator
+
+_log = logs.logger("stage")
 
 STAGES = ("base", "enhance", "interpolate", "encode")
 
@@ -115,6 +118,8 @@ class _Span:
             c.timeline.record(c.video_id, self.stage, c.worker, self.unit, self.start, self.start + seconds, seconds)
         if exc_type is None and c.on_unit is not None:
             c.on_unit(self.stage, self.unit)
+        _log.debug("%s %s: %s %s in %.3fs", self.stage, c.worker, self.unit, "failed" if exc_type else "done", seconds,
+                   extra={"video_id": c.video_id})  # every unit of every stage, in logs/<id>.log
         return False
 
 

@@ -34,11 +34,20 @@ class Recorder:
     def __init__(self):
         self._rows: list[tuple] = []
         self._lock = threading.Lock()
+        self.on_record = None  # called with each row as it is recorded (the Ray actor's busy-seconds metric)
 
     def record(self, video_id, stage, worker, unit, start, end, seconds=None) -> None:
         seconds = max(0.0, end - start) if seconds is None else seconds
+        row = (video_id, stage, worker, unit, start, start + seconds, seconds)
         with self._lock:
-            self._rows.append((video_id, stage, worker, unit, start, start + seconds, seconds))
+            self._rows.append(row)
+        if self.on_record is not None:
+            self.on_record(row)
+
+    def count(self, video_id: str, stage: str, word: str) -> int:
+        """Units of `stage` whose name has `word` recorded for the video and not yet drained."""
+        with self._lock:
+            return sum(r[0] == video_id and r[1] == stage and word in r[3] for r in self._rows)
 
     def drain(self, video_id: str) -> list[tuple]:
         with self._lock:

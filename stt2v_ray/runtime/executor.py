@@ -25,11 +25,13 @@ import os
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import ray
 from ray.util.placement_group import remove_placement_group
 
+from stt2v_ray import logs
 from stt2v_ray.config import RunSettings
 from stt2v_ray.errors import ExecutorStartError
 from stt2v_ray.pipeline.local import base_row, stage_seconds, video_uri
@@ -37,10 +39,14 @@ from stt2v_ray.pipeline.video import frame_budget, progress_totals
 from stt2v_ray.plan.chunks import base_plan, split_segments
 from stt2v_ray.records import work_uri
 from stt2v_ray.runtime.admission import admission_order, auto_shards
+from stt2v_ray.runtime.cluster import announce_dashboard, default_num_cpus, local_init_kwargs
 from stt2v_ray.runtime.faults import Attempt, retryable
+from stt2v_ray.runtime.metrics import RunMetrics
 from stt2v_ray.runtime.pools import Pool, make_actor, make_gangs, needed_resources, ping, pool_bundles
 from stt2v_ray.runtime.stages import Sink, enhance_sharded, enhance_streaming, streaming_opts
 from stt2v_ray.video.encode import remove_stale_parts
+
+log = logs.logger("runtime")
 
 
 class RayExecutor:
@@ -56,6 +62,7 @@ class RayExecutor:
         self.events: list[dict] = []  # retries and pool shrinks, in order (for run.json)
         self.pids: dict[str, int] = {}  # actor name -> pid at start (tests kill them by pid)
         self._events_lock = threading.Lock()
+        self._actor_logs: dict[str, list[str]] = {}  # video id -> the actors' log lines, until its log is written
 
     def _event(self, event: dict) -> None:
         with self._events_lock:
@@ -85,28 +92,29 @@ class RayExecutor:
                 ray.init(address=address, log_to_driver=True)
             else:
                 # The embedded default: a local cluster of its own (address="local": never attach to a
-                # cluster someone else started here), sized for the pools (logical CPUs may
-                # exceed the cores: they are a scheduling budget, not threads).
+                # cluster someone else started here), sized for the pools.
                 import torch
 
                 need = needed_resources(self.settings)
-                ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(need.get("CPU", 0)) + 1),
-                         num_gpus=torch.cuda.device_count(), include_dashboard=False, log_to_driver=True)
+                announce_dashboard(ray.init(**local_init_kwargs(
+                    self.settings, default_num_cpus(need.get("CPU", 0)), torch.cuda.device_count())))
                 self._owns_ray = True
         self._check_resources()
         # Nodes an autoscaler adds still have to start the actors: wait as long for them.
         self.place_timeout = max(self.place_timeout, s.start_timeout_s)
-        so = storage_options
+        so, tag = storage_options, uuid.uuid4().hex[:8]  # tag: this run's actor names (stt2v-<tag>-base-0)
+        self.metrics = RunMetrics()
+        self._logs = logs.install(stderr_level=40)  # the driver's lines per video; its terminal is for progress
         names = {"base": [f"base-{i}" for i in range(s.base.actors)],
                  "interpolate": [f"interpolate-{i}" for i in range(s.interpolate.actors)],
                  "write": [f"write-{i}" for i in range(s.write.actors)]}
-        self.bases = [make_actor("base", self.settings, n, so, s.base) for n in names["base"]]
-        self.interps = [make_actor("interpolate", self.settings, n, so, s.interpolate) for n in names["interpolate"]]
-        self.writers = [make_actor("write", self.settings, n, so, s.write) for n in names["write"]]
+        self.bases = [make_actor("base", self.settings, n, so, s.base, tag=tag) for n in names["base"]]
+        self.interps = [make_actor("interpolate", self.settings, n, so, s.interpolate, tag=tag) for n in names["interpolate"]]
+        self.writers = [make_actor("write", self.settings, n, so, s.write, tag=tag) for n in names["write"]]
         self._actors += self.bases + self.interps + self.writers
         all_names = names["base"] + names["interpolate"] + names["write"]
         if self.settings.enhance.enabled:
-            self._gangs = make_gangs(self.settings, so, self.place_timeout)
+            self._gangs = make_gangs(self.settings, so, self.place_timeout, tag)
             self._actors += [a for g in self._gangs for a in g.actors]
             all_names += [f"{g.name}s{j}" for g in self._gangs for j in range(len(g.actors))]
         # All constructed (models load lazily, once); bounded like every other wait.
@@ -117,6 +125,8 @@ class RayExecutor:
         self.gang_pool = Pool("enhance", self._gangs, [g.name for g in self._gangs], t, ev)
         self.interp_pool = Pool("interpolate", self.interps, names["interpolate"], t, ev, exclusive=False)
         self.write_pool = Pool("write", self.writers, names["write"], t, ev, exclusive=False)
+        self.base_pool.on_wait = lambda d: self.metrics.queue("base_wait", d)
+        self.gang_pool.on_wait = lambda d: self.metrics.queue("enhance_wait", d)
         self._started = True
 
     def _check_resources(self) -> None:
@@ -175,7 +185,7 @@ class RayExecutor:
         if not self._started:
             self.start(storage_options)
         s = self.settings.ray
-        self._output = output_uri
+        self._output, self._out_options = output_uri, storage_options
         limit = s.max_videos_in_flight or (s.base.actors + max(1, len(self._gangs)))
         pending: set = set()
         counter = iter(range(1 << 62))
@@ -202,7 +212,28 @@ class RayExecutor:
             pool.shutdown(wait=not pending, cancel_futures=True)
 
     def _video(self, index, request, extra, output_uri, timeline, progress):
+        """_render_video with the video's metrics, its id on every log record and <output>/logs/<id>.log."""
+        self.metrics.video_started()
+        row = None
+        try:
+            with logs.video(request.id):
+                row, extra = self._render_video(index, request, extra, output_uri, timeline, progress)
+        finally:
+            self.metrics.video_ended(row is not None and row["status"] == "ok")
+            self._write_log(request.id, output_uri)
+        return row, extra
+
+    def _write_log(self, vid: str, output_uri: str) -> None:
+        lines = self._logs.take(vid) + self._actor_logs.pop(vid, [])
+        try:
+            logs.write_video_log(output_uri, vid, lines, self._out_options)
+        except Exception as exc:  # a log that cannot be written never fails the video
+            print(f"WARNING: {vid}: could not write its log: {exc}", file=sys.stderr, flush=True)
+
+    def _render_video(self, index, request, extra, output_uri, timeline, progress):
         """Render one video; an attempt lost to a dead actor, shard or node is made again from scratch."""
+        log.info("ray: %s started (%s, %d frames, seed %d)", request.id, "i2v" if request.image else "t2v",
+                 request.num_frames, request.seed)
         row = base_row(request, self.settings)
         vp = progress.video(request.id, f"{'i2v' if request.image else 't2v'}, {request.num_frames} frames, "
                                         f"seed {request.seed} (ray)", progress_totals(request, self.settings))
@@ -216,10 +247,14 @@ class RayExecutor:
                 row.update(self._render(index, request, uri, attempt, vp))
             except Exception as exc:  # a failed video never stops the batch
                 error, retry = f"{type(exc).__name__}: {_short(exc)}", retryable(exc)
+                row["error_detail"] = logs.error_detail(exc)
+                log.warning("ray: %s attempt %d failed: %s", request.id, number, error)
+                log.debug("ray: %s attempt %d: %s", request.id, number, row["error_detail"])  # into logs/<id>.log only
             finally:
                 lost = self._end_attempt(attempt, request.id, error is not None, timeline, seconds)
             if error is None:
-                row.update(status="ok", video_uri=uri, error=None)
+                row.update(status="ok", video_uri=uri, error=None, error_detail=None)
+                log.info("ray: %s ok (%s)", request.id, uri)
                 vp.finish("ok", uri)
                 break
             if lost:  # an actor of this attempt died or restarted: whatever it raised, the cause is the loss
@@ -244,7 +279,7 @@ class RayExecutor:
         if failed:
             attempt.cancel()  # base generator, enhancer steps/streams, pending pushes and writes
             for actor, _ in actors:  # wakes the video's tasks that wait inside an actor (steps, streams)
-                _quiet(lambda a=actor: ray.get(a.call.remote("discard", vid), timeout=t))
+                _quiet(lambda a=actor: ray.get(a.discard.remote(vid), timeout=t))
             if not attempt.settle():
                 print(f"WARNING: {vid}: some cancelled work still ran after {t:g}s", file=sys.stderr, flush=True)
             for actor, pid in actors:  # the pids they had when handed out: a new pid is a restart
@@ -253,9 +288,11 @@ class RayExecutor:
                     lost.append(self._name(actor))
         attempt.release()  # only now: base and gang go back to their pools
         for actor, _ in {id(a): (a, p) for a, p in attempt.actors}.values():
-            for rec in _quiet(lambda a=actor: ray.get(a.call.remote("drain", vid), timeout=t)) or []:
+            for rec in _quiet(lambda a=actor: ray.get(a.drain.remote(vid), timeout=t)) or []:
                 timeline.record(*rec)
                 seconds[rec[1]] += rec[6] if len(rec) > 6 else rec[5] - rec[4]
+            lines = _quiet(lambda a=actor: ray.get(a.drain_logs.remote(vid), timeout=t)) or []
+            self._actor_logs.setdefault(vid, []).extend(lines)
         return lost
 
     def _name(self, actor) -> str:
@@ -279,9 +316,9 @@ class RayExecutor:
             base, bpids = self.base_pool.acquire()
             attempt.hold("base", self.base_pool, base)
             attempt.use([base], bpids)
-            base_hw = attempt.get(base.call.remote("base_size", request))
-            chunks = attempt.track(base.stream.options(**streaming_opts(s.max_chunks_in_flight)).remote(
-                "chunks", request, work_uri(self._output, request, settings)))
+            base_hw = attempt.get(base.base_size.remote(request))
+            chunks = attempt.track(base.base_chunks.options(**streaming_opts(s.max_chunks_in_flight)).remote(
+                request, work_uri(self._output, request, settings)))
             family = getattr(settings, "i2v" if request.image else "t2v")
             plan = base_plan(budget.generated_frames, family.chunk_frames, family.cond_frames)
             pieces = _positioned(_counted(attempt.iterate(chunks, f"{vid}: base chunks"), vp, "base", "chunk"),
@@ -293,12 +330,12 @@ class RayExecutor:
                 pieces = _prefetch(pieces, self._first_frames(budget.enhance))
                 gang = self._take_gang(attempt, budget.enhance.num_chunks)
                 turn.done()
-                out_hw = attempt.get(gang[0].call.remote("output_size", base_hw))
+                out_hw = attempt.get(gang[0].output_size.remote(base_hw))
         finally:
             turn.done()
         fps = request.fps or settings.encode.default_fps
-        attempt.get([interp.call.remote("open", vid),
-                     writer.call.remote("open", vid, uri, out_hw[1], out_hw[0], fps, request.num_frames)])
+        attempt.get([interp.open_video.remote(vid),
+                     writer.open_video.remote(vid, uri, out_hw[1], out_hw[0], fps, request.num_frames)])
         sink = Sink(attempt, interp, writer, vid, s.max_chunks_in_flight, vp)
 
         def release_base():

@@ -20,7 +20,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from stt2v_ray.config import PoolSettings, RunSettings
 from stt2v_ray.errors import ExecutorStartError
-from stt2v_ray.runtime.actors import StageActor
+from stt2v_ray.runtime.actors import ACTORS
 
 WORKERS = {
     "base": "stt2v_ray.pipeline.workers.BaseWorker",
@@ -28,8 +28,9 @@ WORKERS = {
     "interpolate": "stt2v_ray.pipeline.workers.InterpolateWorker",
     "write": "stt2v_ray.pipeline.workers.WriteWorker",
 }
-# The enhancer's feed() blocks on a bounded inbox while its stream() runs.
-CONCURRENCY = {"base": 1, "enhance": 2, "interpolate": 1, "write": 1}
+# The enhancer's feed() blocks on a bounded inbox while its stream() runs; a third thread answers the
+# driver's progress count (enhance_count) without waiting for either.
+CONCURRENCY = {"base": 1, "enhance": 3, "interpolate": 1, "write": 1}
 
 
 class PoolExhausted(RuntimeError):
@@ -61,15 +62,18 @@ def pool_bundles(settings: RunSettings) -> list[dict[str, float]]:
     return [bundle(p) for p in (s.base, s.enhance, s.interpolate, s.write) for _ in range(p.actors)]
 
 
-def make_actor(stage: str, settings: RunSettings, name: str, storage_options, pool: PoolSettings, strategy=None):
+def make_actor(stage: str, settings: RunSettings, name: str, storage_options, pool: PoolSettings, strategy=None,
+               tag: str = ""):
+    """One stage actor; with `tag` it is also a named Ray actor `stt2v-<tag>-<name>` (the dashboard's Name column).
+    The tag is unique per executor: named actors share a namespace, and a second run on the cluster must not clash."""
     # max_task_retries stays 0: the workers keep per-video state that a restart loses, so a
     # method is never replayed on a fresh actor; the driver retries the whole video instead.
     options = dict(num_cpus=pool.num_cpus, num_gpus=pool.num_gpus, resources=dict(pool.resources) or None,
-                   max_concurrency=CONCURRENCY[stage], name=None, max_restarts=settings.retry.actor_max_restarts,
-                   max_task_retries=0)
+                   max_concurrency=CONCURRENCY[stage], name=f"stt2v-{tag}-{name}" if tag else None,
+                   max_restarts=settings.retry.actor_max_restarts, max_task_retries=0)
     if strategy is not None:
         options["scheduling_strategy"] = strategy
-    return StageActor.options(**options).remote(WORKERS[stage], settings.model_dump_json(), name, storage_options)
+    return ACTORS[stage].options(**options).remote(WORKERS[stage], settings.model_dump_json(), name, storage_options)
 
 
 def ping(actor, timeout: float) -> tuple[str | None, int | None]:
@@ -120,6 +124,7 @@ class Pool:
         self.ping_timeout, self.on_event, self._drop = ping_timeout, on_event, drop
         self._free: collections.deque = collections.deque(items)
         self._load: dict[int, int] = {id(i): 0 for i in items}  # shared pools: open videos per item
+        self.on_wait: Callable[[int], None] = lambda delta: None  # videos waiting for a free item (a queue-depth gauge)
         self._cond = threading.Condition()
         self._ahead = 0  # videos let through ahead() that have not yet taken an item (see ahead())
 
@@ -152,8 +157,13 @@ class Pool:
         """(a free, healthy item, its actors' pids); blocks while all are busy; PoolExhausted when none is left."""
         while True:
             with self._cond:
-                while not self._free and self.items:
-                    self._cond.wait(timeout=1.0)
+                if not self._free and self.items:
+                    self.on_wait(1)
+                    try:
+                        while not self._free and self.items:
+                            self._cond.wait(timeout=1.0)
+                    finally:
+                        self.on_wait(-1)
                 if not self.items:
                     raise PoolExhausted(f"no healthy {self.stage} actor is left (all {self.size} died)")
                 item = self._free.popleft()
@@ -237,7 +247,7 @@ def gang_size(settings: RunSettings) -> int:
     return 1 if shards == "auto" else shards
 
 
-def make_gangs(settings: RunSettings, storage_options, timeout: float) -> list[Gang]:
+def make_gangs(settings: RunSettings, storage_options, timeout: float, tag: str = "") -> list[Gang]:
     s = settings.ray
     size = gang_size(settings)
     gangs = []
@@ -253,7 +263,7 @@ def make_gangs(settings: RunSettings, storage_options, timeout: float) -> list[G
             ) from None
         actors = [
             make_actor("enhance", settings, f"enhance-g{g}s{j}", storage_options, s.enhance,
-                       PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=j))
+                       PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=j), tag)
             for j in range(size)
         ]
         gangs.append(Gang(g, actors, pg, f"enhance-g{g}"))

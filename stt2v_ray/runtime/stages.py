@@ -27,16 +27,16 @@ class Sink:
 
     def put(self, frames_ref) -> None:
         self.vp.unit("frames out", f"piece {len(self.pending)}")
-        out = self.attempt.track(self.interp.call.remote("push", self.vid, frames_ref))
-        self.pending.append(self.attempt.track(self.writer.call.remote("write", self.vid, out)))
+        out = self.attempt.track(self.interp.push_frames.remote(self.vid, frames_ref))
+        self.pending.append(self.attempt.track(self.writer.write_frames.remote(self.vid, out)))
         while len(self.pending) > self.max:
             self.attempt.get(self.pending.popleft())
 
     def close(self) -> dict:
-        tail = self.attempt.track(self.interp.call.remote("close", self.vid))
-        self.pending.append(self.writer.call.remote("write", self.vid, tail))
+        tail = self.attempt.track(self.interp.close_video.remote(self.vid))
+        self.pending.append(self.writer.write_frames.remote(self.vid, tail))
         self.attempt.get(list(self.pending))
-        return self.attempt.get(self.writer.call.remote("close", self.vid))
+        return self.attempt.get(self.writer.close_video.remote(self.vid))
 
 
 def streaming_opts(max_in_flight: int) -> dict:
@@ -47,20 +47,20 @@ def streaming_opts(max_in_flight: int) -> dict:
 def enhance_streaming(attempt, actor, request, base_hw, pieces, sink, release_base, max_in_flight: int) -> None:
     """One shard: the actor runs the wavefront on base pieces as they are fed (bounded inbox)."""
     vid = request.id
-    attempt.get(actor.call.remote("open_stream", request, base_hw, max_in_flight))
-    out = attempt.track(actor.stream.options(**streaming_opts(max_in_flight)).remote("stream", vid))
+    attempt.get(actor.open_stream.remote(request, base_hw, max_in_flight))
+    out = attempt.track(actor.enhance_stream.options(**streaming_opts(max_in_flight)).remote(vid))
     errors: list = []
 
     def feed():
         try:
             for _, _, ref in pieces:
-                attempt.get(actor.call.remote("feed", vid, ref))  # blocks while the inbox is full
+                attempt.get(actor.feed_chunk.remote(vid, ref))  # blocks while the inbox is full
         except Exception as exc:  # surfaces through the enhancer's stream too
             errors.append(exc)
         finally:
             # The end marker, also after an error, so the enhancer's stream ends instead of waiting.
             try:
-                ray.get(actor.call.remote("feed", vid, None), timeout=attempt.timeout)
+                ray.get(actor.feed_chunk.remote(vid, None), timeout=attempt.timeout)
             except Exception:  # the actor is gone or wedged: the stream's own wait reports it
                 pass
             if not errors:  # after an error the base may still be busy: it is freed after the cancel
@@ -70,6 +70,8 @@ def enhance_streaming(attempt, actor, request, base_hw, pieces, sink, release_ba
     feeder.start()
     for ref in attempt.iterate(out, f"{vid}: enhancer stream"):
         sink.put(ref)
+        sink.vp.reach("enhance", attempt.get(actor.enhance_count.remote(vid)))  # chunk x step units so far
+    sink.vp.reach("enhance", attempt.get(actor.enhance_count.remote(vid)))
     feeder.join(timeout=attempt.timeout)
     if errors:
         raise errors[0]
@@ -89,7 +91,7 @@ def enhance_sharded(attempt, actors, request, base_hw, num_chunks: int, pieces, 
     vid = request.id
     segments = split_segments(num_chunks, len(actors))
     actors = actors[: len(segments)]
-    ranges = attempt.get([a.call.remote("open_segment", request, base_hw, k0, k1)
+    ranges = attempt.get([a.open_segment.remote(request, base_hw, k0, k1)
                           for a, (k0, k1) in zip(actors, segments, strict=True)])
     n_steps = ranges[0][2]
     missing = [f1 - f0 + len(extra) for f0, f1, _, extra in ranges]  # base frames each shard still waits for
@@ -112,14 +114,18 @@ def enhance_sharded(attempt, actors, request, base_hw, num_chunks: int, pieces, 
                     if (j > 0 and len(steps[j - 1]) < i) or (j + 1 < len(actors) and len(steps[j + 1]) < i):
                         continue
                     args = neighbour_borders([s[i - 1] if len(s) >= i else (None, None) for s in steps], j)
-                steps[j].append(tuple(attempt.track(actor.call.options(num_returns=2).remote("step", vid, i, *args))))
+                step = tuple(attempt.track(actor.enhance_step.remote(vid, i, *args)))
+                steps[j].append(step)
+                n = segments[j][1] - segments[j][0]  # progress: chunk x step units as each step ends
+                step[0].future().add_done_callback(
+                    lambda f, n=n, i=i: f.cancelled() or f.exception() or sink.vp.unit("enhance", f"step {i}", n))
                 moved = True
 
     for start, n, ref in pieces:  # each base piece to the shards whose frames it covers (refs only)
         for j, (a, (f0, f1, _, extra)) in enumerate(zip(actors, ranges, strict=True)):
             inside = max(0, min(start + n, f1) - max(start, f0)) + sum(start <= f < start + n for f in extra)
             if inside:
-                fed[j].append(attempt.track(a.call.remote("feed_segment", vid, start, ref)))
+                fed[j].append(attempt.track(a.feed_segment.remote(vid, start, ref)))
                 missing[j] -= inside
         advance()
     release_base()
@@ -128,7 +134,7 @@ def enhance_sharded(attempt, actors, request, base_hw, num_chunks: int, pieces, 
     # A failing step fails its shard's later steps (EnhanceWorker) and, through the borders, its
     # neighbours': the finish streams raise.
     last = [s[-1] for s in steps]
-    outs = [attempt.track(a.stream.options(**streaming_opts(max_in_flight)).remote("finish", vid, *neighbour_borders(last, j)))
+    outs = [attempt.track(a.enhanced_segment.options(**streaming_opts(max_in_flight)).remote(vid, *neighbour_borders(last, j)))
             for j, a in enumerate(actors)]
     for j, gen in enumerate(outs):  # segments in order; later ones wait (backpressure) while earlier ones drain
         for ref in attempt.iterate(gen, f"{vid}: enhancer shard {j}"):

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
-IDLE = "ray::StageActor"  # a stage actor's title between method calls; busy: ray::StageActor.<method>
+# A stage actor's title between method calls is ray::<Class>; busy: ray::<Class>.<method>.
+STAGE_CLASSES = ("BaseActor", "EnhancerShard", "Interpolator", "Writer")
 
 
 def title(pid: int) -> str:
@@ -22,7 +23,7 @@ def title(pid: int) -> str:
 
 def busy(pid: int, method: str | None = None) -> bool:
     t = title(pid)
-    return t.startswith(IDLE + ".") and (method is None or t.startswith(f"{IDLE}.{method}"))
+    return any(t.startswith(f"ray::{c}.{method or ''}") for c in STAGE_CLASSES)
 
 
 def has_ffmpeg_child(pid: int) -> bool:

@@ -89,7 +89,7 @@ def check(rows, executor, reference, out, fault: Fault) -> None:
 
 
 def test_sigkill_base_actor_mid_video(cluster, manifest, reference, tmp_path, monkeypatch):
-    fault = Fault("base-0", lambda pid: busy(pid, "stream"))
+    fault = Fault("base-0", lambda pid: busy(pid, "base_chunks"))
     rows, ex = render_with(fault, monkeypatch, manifest, tmp_path / "out", *GPU_POOLS)
     check(rows, ex, reference, tmp_path / "out", fault)
     assert any("base-0" in e["lost"] for e in ex.events if e["event"] == "retry")
@@ -106,7 +106,7 @@ def test_sigkill_enhancer_shard_of_three_mid_video(cluster, manifest, reference,
 def test_sigkill_interpolation_and_writer_mid_video(cluster, manifest, reference, tmp_path, monkeypatch):
     """Two kills in one batch: the interpolation actor while it interpolates, then the writer
     while it has a video open (its ffmpeg runs)."""
-    fault = Fault("interpolate-0", lambda pid: busy(pid, "call"))
+    fault = Fault("interpolate-0", lambda pid: busy(pid, "push_frames"))
     writer = Fault("write-0", has_ffmpeg_child)
     real_attach = fault.attach
 
@@ -137,7 +137,7 @@ def test_node_with_the_base_actor_removed_mid_video(cluster, manifest, reference
         removed["node"] = node
         c.remove_node(node, allow_graceful=False)  # its raylet and workers are killed
 
-    fault = Fault("base-0", lambda pid: busy(pid, "stream"), strike=remove)
+    fault = Fault("base-0", lambda pid: busy(pid, "base_chunks"), strike=remove)
     rows, ex = render_with(fault, monkeypatch, manifest, tmp_path / "out", *GPU_POOLS,
                            "ray.base.resources={stt2v_base: 1}", "ray.base.num_gpus=0")
     check(rows, ex, reference, tmp_path / "out", fault)
