@@ -13,10 +13,11 @@ class Progress:
         self.interval = interval
         self.quiet = quiet
         self.index = 0
+        self.prefix = ""  # "[SIMULATED] " on simulated runs: every line says so
 
     def _print(self, text: str) -> None:
         if not self.quiet:
-            print(text, file=self.stream, flush=True)
+            print(f"{self.prefix}{text}", file=self.stream, flush=True)
 
     def video(self, video_id: str, description: str, totals: dict[str, int]) -> VideoProgress:
         self.index += 1
