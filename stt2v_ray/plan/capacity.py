@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import heapq
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from stt2v_ray.plan.costs import CostModel, VideoCost
 
@@ -137,8 +137,14 @@ def layouts(gpus: int, shard_options=(1, 2, 4, 8)) -> list[Layout]:
         for b in range(1, gpus, max(1, gpus // 64)):
             g = (gpus - b) // s
             if g >= 1:
-                out.append(Layout(b, g, s, cpu_actors=max(1, math.ceil((b + g) / 4))))
+                out.append(Layout(b, g, s))
     return out
+
+
+def cpu_actors(videos: list[VideoCost], makespan_s: float, headroom: float = 2.0, minimum: int = 2) -> int:
+    """CPU actors per CPU stage: the busier stage's work over the makespan, with headroom (one actor runs one call at a time)."""
+    work = max(sum(v.interpolate_s for v in videos), sum(v.encode_s for v in videos))
+    return max(minimum, math.ceil(headroom * work / makespan_s)) if makespan_s > 0 else minimum
 
 
 def best_layout(videos: list[VideoCost], gpus: int, costs: CostModel, order: str = "fifo") -> Prediction:
@@ -150,6 +156,7 @@ def best_layout(videos: list[VideoCost], gpus: int, costs: CostModel, order: str
             best = p
     if best is None:
         raise ValueError(f"no layout fits {gpus} GPU(s): a base actor and one enhancer gang need at least 2")
+    best.layout = replace(best.layout, cpu_actors=cpu_actors(videos, best.makespan_s))
     return best
 
 
