@@ -156,7 +156,7 @@ def with_busy(res: dict, lay: Layout) -> dict:
 
 
 def batch_part(args, rng: random.Random) -> dict:
-    n, lo, hi, gpus = (12, 60, 240, 8) if args.quick else (args.videos, 120, 1200, args.gpus)
+    n, lo, hi, gpus = (6, 60, 160, 4) if args.quick else (args.videos, 120, 1200, args.gpus)
     frames = [rng.randint(lo, hi) for _ in range(n)]
     probe = settings_for("sim", [])
     costs = cost_model(probe)
@@ -223,7 +223,7 @@ def single_part(args) -> dict:
 
 def memory_part(args) -> dict:
     """Real compute, tiny preset: peak RSS per actor and of the driver, 120 vs 1200 frames, S = 1 and 2."""
-    lengths = (24, 72) if args.quick else (120, 1200)
+    lengths = (24, 72) if args.quick else tuple(int(x) for x in args.memory_frames.split(","))
     fast = ["t2v.steps=2", "enhance.steps=4", "enhance.strength=0.5", "encode.preset=ultrafast", "ray.base.num_gpus=1",
             "ray.base.num_cpus=0", "ray.enhance.num_gpus=1", "ray.enhance.num_cpus=0"] + SMALL_CPU
     out = {}
@@ -278,39 +278,46 @@ def table(result: dict) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="a small version (seconds to a minute): 12 videos on 8 GPUs")
+    p.add_argument("--quick", action="store_true", help="a small version (under a minute): 6 videos on 4 GPUs")
     p.add_argument("--videos", type=int, default=200)
     p.add_argument("--gpus", type=int, default=32)
     p.add_argument("--scale", type=float, default=500.0, help="time_scale of the batch")
     p.add_argument("--single-scale", type=float, default=500.0, help="time_scale of the single-video runs")
     p.add_argument("--parts", default="batch,single,memory")
     p.add_argument("--seed", type=int, default=17)
+    p.add_argument("--memory-frames", default="120,1200", help="the short and the long video of the memory part")
     p.add_argument("--json", default=None, help="write the JSON here too")
     args = p.parse_args(argv)
     if args.quick:
-        args.scale = min(args.scale, 100.0)
+        args.scale = min(args.scale, 200.0)
         args.single_scale = min(args.single_scale, 200.0)
     parts = set(args.parts.split(","))
-    gpus = 8 if args.quick else max(32, args.gpus)
+    gpus = 4 if args.quick else max(4, args.gpus)
+    if "single" in parts:
+        gpus = max(gpus, 3 if args.quick else 9)  # one base actor + a gang of up to 8
     ray.init(address="local", num_cpus=8, num_gpus=gpus, include_dashboard=False, log_to_driver=False)
     load = os.getloadavg()
     result = {"machine": f"{os.cpu_count()} cores, load {load[0]:.1f} at start, shared", "simulated": True,
               "cost_model": cost_model(settings_for("sim", [])).to_dict()}
+    def save() -> None:  # after every part: a later part that fails loses nothing
+        result["load_now"] = round(os.getloadavg()[0], 1)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2, default=str) + "\n")
+
     try:
         if "batch" in parts:
             result["batch"] = batch_part(args, random.Random(args.seed))
+            save()
         if "single" in parts:
             result["single"] = single_part(args)
+            save()
         if "memory" in parts:
             result["memory"] = memory_part(args)
+            save()
     finally:
         ray.shutdown()
-    result["load_at_end"] = round(os.getloadavg()[0], 1)
     print(table(result), file=sys.stderr)
-    text = json.dumps(result, indent=2, default=str)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    print(json.dumps(result, indent=2, default=str))
     return 0
 
 
