@@ -48,7 +48,7 @@ RESULT_SCHEMA = pa.schema(
         ("request_digest", pa.string()),  # see stt2v_ray.records: what each digest covers
         ("settings_digest", pa.string()),
         ("attempts", pa.int64()),  # renders of the video in this run (Ray retries one lost to a dead actor or node)
-        ("real_output", pa.bool_()),  # false: simulate.enabled, the frames are not pictures (pipeline/simulate.py)
+        ("real_output", pa.bool_()),  # false: a simulated run (pipeline/simulate.py), no pictures; weights: run.json
     ]
 )
 RESULT_COLUMNS = tuple(RESULT_SCHEMA.names)
