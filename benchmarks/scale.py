@@ -173,7 +173,14 @@ def batch_part(args, rng: random.Random) -> dict:
         out["per_call_ms"] = round(per_call_ms(executor.bases[0]), 3)
         out["per_call_simulated_s"] = round(out["per_call_ms"] / 1000 * args.scale, 3)
         orders = {"fifo": list(range(n)), "longest-first": sorted(range(n), key=lambda i: -videos[i].gpu_s)}
+        if args.admission_set:  # the scheduler's own admission policy: input order, the setting on a fresh executor
+            orders["longest-first"] = list(range(n))
         for k, (name, order) in enumerate(orders.items()):
+            if name == "longest-first" and args.admission_set:
+                executor.close()
+                executor = RayExecutor(settings_for("sim", sets + [args.admission_set]), place_timeout=600)
+                executor.start(None)
+                k = 0  # fresh actors load their models again
             res = run_batch(executor, [frames[i] for i in order], tempfile.mkdtemp(prefix=f"scale-{name}-"), args.scale)
             # Actors load their models once, in the first run.
             pred = predict([videos[i] for i in order], lay, costs if k == 0 else _no_load(costs))
@@ -285,6 +292,8 @@ def main(argv=None) -> int:
     p.add_argument("--single-scale", type=float, default=500.0, help="time_scale of the single-video runs")
     p.add_argument("--parts", default="batch,single,memory")
     p.add_argument("--seed", type=int, default=17)
+    p.add_argument("--admission-set", default=None, metavar="KEY=VALUE",
+                   help="e.g. ray.admission=longest-first (scheduler branch): run longest-first with it, not by input order")
     p.add_argument("--memory-frames", default="120,1200", help="the short and the long video of the memory part")
     p.add_argument("--json", default=None, help="write the JSON here too")
     args = p.parse_args(argv)
