@@ -95,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_settings_help())
     _add_input_args(validate)
 
+    plan = sub.add_parser("plan", help="predict makespan and GPU-hours of an input on N GPUs; print the pools and --set flags",
+                          description="Capacity planner on the cost model the simulation uses (docs/scale.md).")
+    plan.add_argument("input", help="prompt manifest or Parquet dataset (as render takes it)")
+    plan.add_argument("--gpus", type=int, required=True, help="GPUs of the cluster")
+    plan.add_argument("--deadline", default=None, help="also print the smallest N that meets this, e.g. 6h, 90m")
+    plan.add_argument("--profile", default=None, help="gpu_profile.py JSON: measured costs, not the A100 defaults")
+    plan.add_argument("--order", default="fifo", choices=["fifo", "longest-first"], help="admission order to model")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a run setting")
+    plan.add_argument("--storage-option", dest="storage_options", action="append", default=[], metavar="KEY=VALUE",
+                      help="fsspec storage option for the input URL")
+
     sub.add_parser("presets", help="list the model presets: components, weight sources, parameter counts, defaults")
     conv = sub.add_parser("convert", help="convert an original checkpoint into this project's layout (safetensors)")
     conv.add_argument("--preset", required=True, help="preset whose streaming checkpoint this is (streamingsvd)")
@@ -149,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         return _report(args.output, args.storage_options)
     if args.command == "presets":
         return _presets()
+    if args.command == "plan":
+        return _plan(args)
     if args.command == "convert":
         return _convert(args)
     if args.command == "train":
@@ -251,6 +265,21 @@ def _report(output: str, storage_options: list[str]) -> int:
         return 2
     print(f"report -> {uri}")
     return 0
+
+
+def _plan(args) -> int:
+    from stt2v_ray.cli_plan import run_plan
+    from stt2v_ray.inputs.errors import InputError
+    from stt2v_ray.storage import parse_storage_options, redact_uri
+
+    try:
+        return run_plan(args, parse_storage_options(args.storage_options))
+    except InputError as exc:
+        print(f"{redact_uri(args.input)}: {len(exc.issues)} error(s):\n{exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _presets() -> int:

@@ -264,6 +264,17 @@ class ShutdownSettings(Strict):
                     "then they are abandoned, the tables written, exit 130/143.")
 
 
+class SimulateSettings(Strict):
+    """Simulation: the model computation inside each stage becomes a sleep from the cost model (docs/scale.md)."""
+
+    enabled: bool = Field(False, description="Replace only the models' computation by sleeps from the cost model (tiny real "
+                                             "tensors, real executor, pools, blending, writer); outputs say real_output=false.")
+    profile: str | None = Field(None, description="JSON of benchmarks/gpu_profile.py whose measured seconds replace the "
+                                                  "published-A100 defaults of the cost model (stt2v_ray/plan/costs.py).")
+    time_scale: float = Field(1000.0, ge=1.0, le=1e6, description="Time compression: one simulated second sleeps "
+                                                                  "1/time_scale s; reports multiply back.")
+
+
 class RunSettings(Strict):
     preset: str = Field("tiny", description="Model preset by name (`stt2v-ray presets` lists them).")
 
@@ -297,6 +308,7 @@ class RunSettings(Strict):
     memory: MemorySettings = Field(default_factory=MemorySettings)
     inputs: InputSettings = Field(default_factory=InputSettings, description="Image URI policy and image size caps.")
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+    simulate: SimulateSettings = Field(default_factory=SimulateSettings, description="Simulated models (scale benchmarks).")
 
 
 # ---------------------------------------------------------------- layering helpers

@@ -224,7 +224,30 @@ TOY = Preset(
     ],
 )
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (TINY, TOY, STREAMINGSVD, STREAMINGSVD_TOY, STREAMINGT2V, STREAMINGT2V_TOY)}
+# The shapes of the published A100 timings (StreamingModelscope) with simulated models: scale benchmarks, planning.
+SIM = Preset(
+    name="sim",
+    description=(
+        "SIMULATED models (simulate.enabled=true): StreamingModelscope's shapes (chunks of 16 on 8, 50 steps; enhancer C=24, "
+        "O=8, 30 steps x 0.6) whose computation is a sleep from the cost model (stt2v_ray/plan/costs.py), compressed by "
+        "simulate.time_scale; 16x16 frames. Runs the real executor; outputs say real_output=false. Never a render."
+    ),
+    defaults={
+        "t2v": {**_T2V_BASE},
+        "i2v": {**_T2V_BASE},
+        "enhance": {"chunk_frames": 24, "overlap_frames": 8, "steps": 30, "strength": 0.6, "eta": 0.0, "scale": 1},
+        "interpolate": {"factor": 1},
+        "encode": {"default_fps": 8, "preset": "ultrafast"},
+        "weights": {"mode": "random"},
+        "simulate": {"enabled": True},
+    },
+    generators={"t2v": "stt2v_ray.pipeline.simulate:t2v", "i2v": "stt2v_ray.pipeline.simulate:i2v"},
+    enhancer="stt2v_ray.pipeline.simulate:enhancer",
+    interpolator="stt2v_ray.pipeline.simulate:interpolator",
+    default_num_frames=240,
+)
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (TINY, TOY, STREAMINGSVD, STREAMINGSVD_TOY, STREAMINGT2V, STREAMINGT2V_TOY, SIM)}
 
 
 def get_preset(name: str) -> Preset:

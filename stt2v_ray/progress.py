@@ -37,6 +37,7 @@ class Progress:
         self.quiet = quiet
         self.mode: Mode = mode or ("tty" if getattr(self.stream, "isatty", lambda: False)() else "plain")
         self.index = 0  # videos begun (rendered or skipped)
+        self.prefix = ""  # "[SIMULATED] " on simulated runs: every line says so
         self.ended = 0  # videos finished (ok, failed or skipped)
         self.start = time.monotonic()
         self.lock = threading.RLock()
@@ -51,9 +52,9 @@ class Progress:
             return
         with self.lock:
             if self.bar is not None:
-                tqdm.write(text, file=self.stream)  # above the bars, which are redrawn below it
+                tqdm.write(f"{self.prefix}{text}", file=self.stream)  # above the bars, which are redrawn below it
             else:
-                print(text, file=self.stream, flush=True)
+                print(f"{self.prefix}{text}", file=self.stream, flush=True)
 
     def video(self, video_id: str, description: str, totals: dict[str, int]) -> VideoProgress:
         with self.lock:

@@ -49,6 +49,7 @@ RESULT_SCHEMA = pa.schema(
         ("settings_digest", pa.string()),
         ("attempts", pa.int64()),  # renders of the video in this run (Ray retries one lost to a dead actor or node)
         ("error_detail", pa.string()),  # a failed video's full traceback (the remote one under Ray); `error` stays short
+        ("real_output", pa.bool_()),  # false: a simulated run (pipeline/simulate.py), no pictures; weights: run.json
     ]
 )
 RESULT_COLUMNS = tuple(RESULT_SCHEMA.names)

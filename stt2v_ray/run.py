@@ -137,6 +137,11 @@ def render(input_uri: str, output_uri: str, overrides: list[str] | None = None,
     weights_note = preflight_weights(settings, families)  # MissingWeightsError before anything renders
     out_options = storage_options_for(output_uri, storage_options)
     progress = progress or Progress(total_videos=source.count())
+    if settings.simulate.enabled:
+        progress.prefix = "[SIMULATED] "
+        if progress.bar is not None:  # the terminal bar says so too
+            progress.bar.set_description("[SIMULATED] videos")
+        progress.note(f"simulated models (time_scale {settings.simulate.time_scale:g}): no real video is made")
     store = RecordStore(output_uri, out_options)
     sdigest = settings_digest(settings)
     if store.any():
@@ -185,11 +190,23 @@ def render(input_uri: str, output_uri: str, overrides: list[str] | None = None,
                     "this_run": {**counts, "interrupted": _signame(stop)},
                     "weights": weights_note,
                     "executor": _executor_report(executor),
+                    **simulation_report(settings),
                 }, out_options)
         stop.uninstall()
     return RunSummary(output_uri, source.count(), tables["ok"], tables["failed"], time.monotonic() - t0,
                       missing=tables["missing"], skipped=counts["skipped"], rendered=counts["rendered"],
                       interrupted=_signame(stop), exit_override=stop.exit_code)
+
+
+def simulation_report(settings: RunSettings) -> dict:
+    """run.json's `simulated` flag, and with it the time scale and the cost model the sleeps came from."""
+    if not settings.simulate.enabled:
+        return {"simulated": False}
+    from stt2v_ray.pipeline.simulate import cost_model
+
+    return {"simulated": True, "simulation": {"time_scale": settings.simulate.time_scale, "profile": settings.simulate.profile,
+                                              "cost_model": cost_model(settings).to_dict(),
+                                              "note": "durations in the tables are compressed: x time_scale = simulated s"}}
 
 
 def _signame(stop: GracefulStop) -> str | None:

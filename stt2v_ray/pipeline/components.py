@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from stt2v_ray.config import RunSettings
+from stt2v_ray.pipeline import simulate
 from stt2v_ray.presets import get_preset
 from stt2v_ray.video.interpolate import FlowInterpolator
 
@@ -31,6 +32,8 @@ class Components:
         self._interpolator = None
 
     def generator(self, family: str):
+        if family not in self._generators and self.settings.simulate.enabled:
+            self._generators[family] = simulate.SimGenerator(self.settings, family)
         if family not in self._generators:
             build = self.preset.builder(family)
             self._generators[family] = build(self.settings, device=self.device)
@@ -39,6 +42,8 @@ class Components:
     def enhancer(self, base_height: int, base_width: int):
         """One enhancer per base size: its output size is base size x scale."""
         key = (base_height, base_width)
+        if key not in self._enhancers and self.settings.simulate.enabled:
+            self._enhancers[key] = simulate.SimEnhancer(self.settings, base_height, base_width)
         if key not in self._enhancers:
             build = self.preset.builder("enhancer")
             self._enhancers[key] = build(self.settings, base_height, base_width, device=self.device)
@@ -46,7 +51,9 @@ class Components:
 
     def interpolator(self):
         if self._interpolator is None:
-            if self.preset.interpolator:
+            if self.settings.simulate.enabled:
+                self._interpolator = simulate.SimInterpolator(self.settings)
+            elif self.preset.interpolator:
                 self._interpolator = self.preset.builder("interpolator")(self.settings, device=self.device)
             else:
                 self._interpolator = FlowInterpolator()

@@ -23,7 +23,7 @@ def base_row(request, settings: RunSettings | None = None) -> dict:
             "width": None, "height": None, "seed": request.seed, "frames_sha256": None, "error": None, "error_detail": None,
             "request_digest": request_digest(request),
             "settings_digest": settings_digest(settings) if settings is not None else None,
-            "attempts": 1}
+            "attempts": 1, "real_output": not (settings is not None and settings.simulate.enabled)}
 
 
 def stage_seconds(seconds: dict[str, float]) -> dict[str, float]:

@@ -21,6 +21,7 @@ from stt2v_ray.pipeline.checkpoint import ChunkStore
 from stt2v_ray.pipeline.components import Components
 from stt2v_ray.pipeline.enhance import enhance_stream
 from stt2v_ray.pipeline.shard import SegmentEnhancer
+from stt2v_ray.pipeline.simulate import SimEncodeCost
 from stt2v_ray.pipeline.video import StageClock, enhance_recipe, frame_budget, make_job
 from stt2v_ray.video.contact import ContactSheet
 from stt2v_ray.video.encode import Mp4Writer
@@ -283,6 +284,7 @@ class WriteWorker(Worker):
     def __init__(self, settings: RunSettings, name: str, storage_options: dict | None = None):
         super().__init__(settings, name, storage_options)
         self._writers: dict[str, tuple[Mp4Writer, int]] = {}
+        self._sim_encode = SimEncodeCost(settings) if settings.simulate.enabled else None
 
     def open(self, video_id: str, uri: str, width: int, height: int, fps: int, num_frames: int) -> None:
         enc = self.settings.encode
@@ -299,6 +301,8 @@ class WriteWorker(Worker):
                 start = writer.frames_written
                 with self.clock(video_id)("encode", f"frames {start}-{start + frames.shape[0] - 1}"):
                     writer.write(to_uint8(frames))
+                    if self._sim_encode is not None:  # the simulated resolution's encoding time
+                        self._sim_encode(frames.shape[0])
         return writer.frames_written
 
     def close(self, video_id: str) -> dict:
