@@ -129,23 +129,37 @@ def test_base_turns_wait_for_a_gang(no_ping):
     t.join(5)
 
 
+class _Ref(tuple):
+    """A fake object ref: (shard, method, step); its future never completes (no progress callbacks run)."""
+
+    def future(self):
+        import concurrent.futures
+
+        return concurrent.futures.Future()
+
+
 class _Method:
-    def __init__(self, log, name, returns=1):
-        self.log, self.name, self.returns = log, name, returns
+    """One named actor method (as on EnhancerShard), logged under the worker method it runs."""
+
+    def __init__(self, log, name, method, returns=1):
+        self.log, self.name, self.method, self.returns = log, name, method, returns
 
     def options(self, num_returns=1, **_):
-        return _Method(self.log, self.name, num_returns)
+        return _Method(self.log, self.name, self.method, num_returns)
 
-    def remote(self, method, *args):
+    def remote(self, *args):
+        method = self.method
         self.log.append((self.name, method, args))
-        ref = (self.name, method, args[1] if method == "step" else None)
+        ref = _Ref((self.name, method, args[1] if method == "step" else None))
         return [ref] * self.returns if self.returns == 2 else ref
 
 
 class _Shard:
     def __init__(self, log, name):
-        self.call = _Method(log, name)
-        self.stream = _Method(log, name)
+        self.open_segment = _Method(log, name, "open_segment")
+        self.feed_segment = _Method(log, name, "feed_segment")
+        self.enhance_step = _Method(log, name, "step", returns=2)  # @ray.method(num_returns=2) on the actor
+        self.enhanced_segment = _Method(log, name, "finish")
 
 
 class _Attempt:
