@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     from stt2v_ray.errors import ExecutorStartError
     from stt2v_ray.inputs.errors import InputError
     from stt2v_ray.models.blocks.weights import MissingWeightsError
-    from stt2v_ray.storage import parse_storage_options, redact_uri
+    from stt2v_ray.storage import StorageOptionsError, check_storage_options, parse_storage_options, redact_uri
 
     if args.allow_image_uris:  # a JSON list is a YAML value, whatever characters the prefixes hold
         import json
@@ -186,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     label = args.input or "--prompt"
     try:
+        for uri in (args.input, getattr(args, "output", None)):
+            if uri and "://" in uri and options:
+                check_storage_options(uri, options)
         label, source, overrides, output = open_cli_input(args, options)
         if args.command == "validate":
             from stt2v_ray.run import load_and_validate
@@ -208,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         except OutputClashError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    except FlagConflict as exc:
+    except (FlagConflict, StorageOptionsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except InputError as exc:

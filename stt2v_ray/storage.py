@@ -79,9 +79,37 @@ def parse_storage_options(items: list[str]) -> dict[str, Any]:
     return options
 
 
+class StorageOptionsError(ValueError):
+    """The filesystem of a URI refused the --storage-option keys (a user error: exit 2, no traceback)."""
+
+
 def filesystem(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """(filesystem, path inside it) for a URI."""
-    return fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    try:
+        return fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    except TypeError as exc:
+        raise _options_error(uri, storage_options, exc) from None
+
+
+def check_storage_options(uri: str, storage_options: dict[str, Any] | None) -> None:
+    """Fail early, before anything renders, when the URI's filesystem refuses the options.
+
+    Some filesystems (s3fs) take any keyword at construction and pass it on only at the first
+    request (to aiobotocore's session): one cheap `exists` makes that request now. Only the
+    options' TypeError is turned into StorageOptionsError; other errors surface where they did."""
+    fs, path = filesystem(uri, storage_options)
+    try:
+        fs.exists(path)
+    except TypeError as exc:
+        raise _options_error(uri, storage_options, exc) from None
+    except Exception:  # noqa: S110 - unreachable, denied...: reported by the render's own first access, as before
+        pass
+
+
+def _options_error(uri: str, storage_options, exc: Exception) -> StorageOptionsError:
+    # "unexpected keyword argument 'x'": name the keys only, their values may be secrets.
+    keys = ", ".join(sorted(storage_options or {})) or "(none)"
+    return StorageOptionsError(f"{redact_uri(uri)}: the filesystem does not accept these storage options ({keys}): {exc}")
 
 
 def to_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:

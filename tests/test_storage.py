@@ -145,3 +145,19 @@ def test_redact():
                                "endpoint_url": "http://e", "client_kwargs": {"region_name": "r", "aws_secret_access_key": "***"},
                                "password": "***", "Access_Key_Id": "***"}
     assert options["key"] == "AKIA"  # the input is not modified
+
+
+def test_render_with_storage_options_the_filesystem_refuses_exits_2(tmp_path, capsys):
+    """s3fs takes any keyword and fails only at its first request: the CLI checks before rendering,
+    names the keys (never the values) and exits 2 without a traceback."""
+    from stt2v_ray import cli
+
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("settings: {preset: tiny}\nprompts:\n  - {id: a, prompt: a red circle, num_frames: 8}\n")
+    code = cli.main(["render", str(manifest), "--output", "s3://bucket/out", "--storage-option", "retries=1",
+                     "--storage-option", "secret=TOPSECRET", "--storage-option", "endpoint_url=http://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "does not accept these storage options (endpoint_url, retries, secret)" in err
+    assert "unexpected keyword argument 'retries'" in err
+    assert "TOPSECRET" not in err and "Traceback" not in err
