@@ -83,7 +83,8 @@ def test_manifest_to_local_folder(tmp_path, image):
     assert run["videos"] == {"ok": 3, "failed": 0, "missing": 0}
     assert "torch" in run["versions"]
     # Nothing temporary left behind.
-    assert sorted(p.name for p in out.iterdir()) == ["logs", "records", "results.parquet", "run.json", "timeline.parquet", "videos"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "logs", "records", "results.parquet", "run.json", "timeline.parquet", "videos"]
     assert sorted(p.name for p in (out / "videos").iterdir()) == [
         "i2v-b.mp4", "i2v-b.png", "one.mp4", "one.png", "t2v-a.mp4", "t2v-a.png"]
     # the contact sheet: 16 evenly spaced frames (first and last included) in a grid of 8 columns

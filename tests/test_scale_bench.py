@@ -15,6 +15,8 @@ pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# Nightly (make test-all): ~55 s; the simulation is tested in tests/runtime/test_simulate.py.
+@pytest.mark.slow
 def test_scale_quick_batch(tmp_path):
     out = tmp_path / "scale.json"
     env = dict(os.environ, PYTHONPATH=str(ROOT))

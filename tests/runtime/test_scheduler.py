@@ -65,6 +65,8 @@ def test_shards_start_before_the_base_stage_ends(cluster, tmp_path):
     assert shard0 and min(shard0) < base_end
 
 
+# Nightly (make test-all): ~75 s; the auto policy itself is unit-tested in test_admission.py.
+@pytest.mark.slow
 def test_auto_shards_equal_fixed_shards(cluster, tmp_path):
     """auto: a lone video takes every free enhancer actor (segments of >= auto_min_chunks chunks);
     its frames equal a one-shard render bitwise."""
