@@ -23,6 +23,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;bac
 main{max-width:1200px;margin:0 auto;padding:16px 24px}
 h1{font-size:22px;margin:8px 0 4px} h2{font-size:17px;margin:24px 0 8px} h3{font-size:15px;margin:0}
 .sub{color:#666;font-size:13px;margin-bottom:12px}
+.simulated{background:#b00020;color:#fff;font-weight:bold;padding:8px 12px;border-radius:4px;margin-bottom:12px}
 .cards{display:flex;flex-wrap:wrap;gap:10px}
 .card{background:#fff;border:1px solid #dde;border-radius:6px;padding:10px 14px;min-width:120px}
 .card .v{font-size:20px;font-weight:600} .card .k{font-size:12px;color:#666}
@@ -169,8 +170,13 @@ def render_page(data: RunData) -> str:
     title = f"stt2v-ray report: {data.run.get('output') or data.output}"
     when = " · ".join(escape(str(data.run[k])) for k in ("started",) if data.run.get(k))
     videos = "".join(video_card(row, data) for row in data.results)
+    banner = ""
+    if data.run.get("simulated"):  # a simulated run must never pass for a render (issue 17 §1)
+        scale = (data.run.get("simulation") or {}).get("time_scale")
+        banner = (f'<div class="simulated" data-simulated="true">SIMULATED RUN: no real video was made; the models were sleeps '
+                  f'from a cost model, durations compressed {escape(str(scale))}x (multiply by it for simulated seconds)</div>')
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{CSS}</style></head><body><main>'
-            f'<h1>{escape(title)}</h1><div class="sub">{when} · input {escape(str(data.run.get("input", "?")))}</div>'
+            f'{banner}<h1>{escape(title)}</h1><div class="sub">{when} · input {escape(str(data.run.get("input", "?")))}</div>'
             f'<h2>Summary</h2>{summary(data)}<h2>Timeline</h2><div class="panel">{charts}</div>'
             f'<h2>Videos ({len(data.results)})</h2>{videos}</main></body></html>\n')

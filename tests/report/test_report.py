@@ -116,3 +116,13 @@ def test_resumed_run_counts_skipped_and_keeps_earlier_spans(tmp_path):
     assert "The timeline starts 5.0 s before this run" in html
     reserved, _ = gpu_hours(pool_stats(data), data.wall_seconds)
     assert reserved == pytest.approx(3 * 5 / 3600)  # this run's wall time, not the window's
+
+
+def test_simulated_run_says_so_on_the_page(tmp_path):
+    out = synthetic_output(tmp_path / "out")
+    assert 'data-simulated="true"' not in render_page(load_run(str(out)))
+    run = json.loads((out / "run.json").read_text())
+    run.update(simulated=True, simulation={"time_scale": 600})
+    (out / "run.json").write_text(json.dumps(run))
+    html = render_page(load_run(str(out)))
+    assert 'data-simulated="true"' in html and "SIMULATED RUN: no real video was made" in html and "600x" in html
