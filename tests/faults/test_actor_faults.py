@@ -96,7 +96,9 @@ def test_sigkill_base_actor_mid_video(cluster, manifest, reference, tmp_path, mo
 
 
 def test_sigkill_enhancer_shard_of_three_mid_video(cluster, manifest, reference, tmp_path, monkeypatch):
-    fault = Fault("enhance-g0s1", lambda pid: busy(pid))
+    # "enhance" matches the shard's work (enhance_step, enhanced_segment), never the pid() call
+    # the executor makes at start-up: a kill there is absorbed by the restart before any video.
+    fault = Fault("enhance-g0s1", lambda pid: busy(pid, "enhance"))
     rows, ex = render_with(fault, monkeypatch, manifest, tmp_path / "out", *GPU_POOLS,
                            "ray.enhance_shards=3", "ray.enhance.actors=3")
     check(rows, ex, reference, tmp_path / "out", fault)
