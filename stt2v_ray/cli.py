@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return train_main(args.out, args.config, args.stages, args.overrides, args.max_minutes, args.rest_from)
 
-    from stt2v_ray.errors import ExecutorStartError
+    from stt2v_ray.errors import ExecutorStartError, OutputClashError
     from stt2v_ray.inputs.errors import InputError
     from stt2v_ray.models.blocks.weights import MissingWeightsError
     from stt2v_ray.storage import StorageOptionsError, check_storage_options, parse_storage_options, redact_uri
@@ -182,8 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = parse_storage_options(args.storage_options)
     except ValueError as exc:
-        print(f"error: --storage-option: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc, prefix="--storage-option: ")
     label = args.input or "--prompt"
     try:
         for uri in (args.input, getattr(args, "output", None)):
@@ -199,30 +198,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             return dry_run(label, source, overrides, options, output)
         if output is None:
-            print("error: render needs --output (a folder or URL)", file=sys.stderr)
-            return 2
+            return _fail(ValueError("render needs --output (a folder or URL)"))
         from stt2v_ray.progress import Progress
-        from stt2v_ray.run import OutputClashError, render
+        from stt2v_ray.run import render
 
-        try:
-            summary = render(label, output, overrides, options,
-                             progress=Progress(quiet=args.quiet) if args.quiet else None, source=source,
-                             overwrite=args.overwrite)
-        except OutputClashError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    except (FlagConflict, StorageOptionsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except InputError as exc:
-        print(f"{redact_uri(label)}: {len(exc.issues)} error(s):\n{exc}", file=sys.stderr)
-        return 2
-    except MissingWeightsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ExecutorStartError as exc:
-        print(f"error: could not start the executor, nothing was rendered: {exc}", file=sys.stderr)
-        return 2
+        summary = render(label, output, overrides, options,
+                         progress=Progress(quiet=args.quiet) if args.quiet else None, source=source,
+                         overwrite=args.overwrite)
+    except (FlagConflict, StorageOptionsError, InputError, MissingWeightsError, ExecutorStartError,
+            OutputClashError) as exc:
+        return _fail(exc, label)
     notes = [f"{summary.skipped} skipped (done before)"] if summary.skipped else []
     if summary.missing:
         notes.append(f"{summary.missing} not rendered yet (run the same command again to resume)")
@@ -241,6 +226,24 @@ def main(argv: list[str] | None = None) -> int:
     return summary.exit_code
 
 
+def _fail(exc: Exception, label: str | None = None, prefix: str = "") -> int:
+    """Print an expected failure (input, settings, weights, storage, cluster) without a traceback; exit code 2.
+
+    Input errors list every issue under the input's (redacted) name; the rest are one line.
+    """
+    from stt2v_ray.errors import ExecutorStartError
+    from stt2v_ray.inputs.errors import InputError
+    from stt2v_ray.storage import redact_uri
+
+    if isinstance(exc, InputError):
+        print(f"{redact_uri(label or '--prompt')}: {len(exc.issues)} error(s):\n{exc}", file=sys.stderr)
+    elif isinstance(exc, ExecutorStartError):
+        print(f"error: could not start the executor, nothing was rendered: {exc}", file=sys.stderr)
+    else:
+        print(f"error: {prefix}{exc}", file=sys.stderr)
+    return 2
+
+
 def _evaluate(output: str, storage_options: list[str]) -> int:
     """Print the metrics table of a finished render and write OUTPUT/metrics.parquet (exit 2: no run there)."""
     from stt2v_ray.metrics.evaluate import evaluate_run, format_table
@@ -249,8 +252,7 @@ def _evaluate(output: str, storage_options: list[str]) -> int:
     try:
         table = evaluate_run(output, parse_storage_options(storage_options))
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc)
     print(format_table(table))
     print(f"{table.num_rows} videos evaluated -> {join_uri(output, 'metrics.parquet')}")
     return 0
@@ -264,8 +266,7 @@ def _report(output: str, storage_options: list[str]) -> int:
     try:
         uri = write_report(output, parse_storage_options(storage_options))
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc)
     print(f"report -> {uri}")
     return 0
 
@@ -273,16 +274,12 @@ def _report(output: str, storage_options: list[str]) -> int:
 def _plan(args) -> int:
     from stt2v_ray.cli_plan import run_plan
     from stt2v_ray.inputs.errors import InputError
-    from stt2v_ray.storage import parse_storage_options, redact_uri
+    from stt2v_ray.storage import parse_storage_options
 
     try:
         return run_plan(args, parse_storage_options(args.storage_options))
-    except InputError as exc:
-        print(f"{redact_uri(args.input)}: {len(exc.issues)} error(s):\n{exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (InputError, ValueError) as exc:
+        return _fail(exc, args.input)
 
 
 def _presets() -> int:
@@ -325,8 +322,7 @@ def _convert(args) -> int:
     try:
         written, unplaced = convert_file(args.preset, args.input, args.output)
     except (UnsafeCheckpointError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc)
     print(f"{args.output}: {written} tensors written")
     for key in unplaced:
         print(f"  could not place: {key}", file=sys.stderr)

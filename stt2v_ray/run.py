@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 from stt2v_ray.config import RunSettings
+from stt2v_ray.errors import OutputClashError
 from stt2v_ray.inputs.errors import InputError
 from stt2v_ray.inputs.images import with_input_roots
 from stt2v_ray.inputs.source import InputSource, open_input
@@ -31,17 +32,6 @@ from stt2v_ray.shutdown import GraceExpired, GracefulStop
 from stt2v_ray.storage import filesystem, join_uri, redact, redact_text, redact_uri, storage_options_for
 
 log = logging.getLogger(__name__)
-
-
-class OutputClashError(ValueError):
-    """Ids already recorded in the output with other request or settings digests."""
-
-    def __init__(self, output: str, clashes: list[str], total: int):
-        self.ids = clashes
-        more = f" (and {total - len(clashes)} more)" if total > len(clashes) else ""
-        super().__init__(
-            f"{output} already holds {total} video(s) rendered from another request or other settings: "
-            f"{', '.join(clashes)}{more}. Use another --output, or --overwrite to render them again.")
 
 
 @dataclass
