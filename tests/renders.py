@@ -1,6 +1,7 @@
 """Small render fixtures shared by the Ray executor tests and the fault matrix."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -23,3 +24,15 @@ def two_video_manifest(folder: Path, t2v_frames: int, i2v_frames: int) -> Path:
 def results(out) -> dict:
     """results.parquet of a render, by video id."""
     return {r["id"]: r for r in pq.read_table(Path(out) / "results.parquet").to_pylist()}
+
+
+@contextlib.contextmanager
+def local_ray(num_cpus: int, num_gpus: int):
+    """A fresh single-node Ray (simulated GPUs) that never joins another cluster on the machine."""
+    import ray
+
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()

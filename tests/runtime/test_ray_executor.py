@@ -14,7 +14,7 @@ import ray
 import yaml
 
 from stt2v_ray.cli import main
-from tests.renders import results, two_video_manifest
+from tests.renders import local_ray, results, two_video_manifest
 
 pytestmark = pytest.mark.ray  # starts a Ray cluster: `make test-fast` leaves it out
 
@@ -35,9 +35,8 @@ def sets(*items: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(address="local", num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with local_ray(4, 4):
+        yield
 
 
 @pytest.fixture(scope="module")

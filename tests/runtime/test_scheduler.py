@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 import pytest
-import ray
 import yaml
 
 from stt2v_ray.cli import main
 from stt2v_ray.config import RunSettings
 from stt2v_ray.runtime.pools import needed_resources
-from tests.renders import results
+from tests.renders import local_ray, results
 
 pytestmark = pytest.mark.ray
 
@@ -23,9 +22,8 @@ GPU = ["ray.base.num_gpus=1", "ray.base.num_cpus=0", "ray.enhance.num_gpus=1", "
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(address="local", num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with local_ray(4, 4):
+        yield
 
 
 def render(tmp_path, frames: list[int], *settings: str, name="m") -> tuple[dict, list[dict]]:

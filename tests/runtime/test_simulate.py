@@ -6,7 +6,6 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-import ray
 import yaml
 
 from stt2v_ray.cli import main
@@ -15,7 +14,7 @@ from stt2v_ray.pipeline.simulate import video_shape
 from stt2v_ray.plan.capacity import Layout, predict
 from stt2v_ray.plan.costs import from_profile, video_cost
 from stt2v_ray.presets import get_preset
-from tests.renders import results
+from tests.renders import local_ray, results
 
 pytestmark = pytest.mark.ray
 
@@ -28,9 +27,8 @@ SETS = ["t2v.steps=20", "enhance.steps=10", "ray.base.actors=2", "ray.base.num_g
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(address="local", num_cpus=2, num_gpus=6, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+    with local_ray(2, 6):
+        yield
 
 
 @pytest.fixture(scope="module")
