@@ -6,6 +6,7 @@ Renders base frames only (no enhancement, no interpolation), as tests/models/tes
 does, from the shipped weights or a training run's export (`runs/toy/weights`), and measures per
 video, with stt2v_ray.metrics: the share of frames whose object has the prompted colour, the mean
 object jump at chunk borders over the mean step inside chunks, shape and background adherence,
+the largest per-frame step over the median step anywhere (teleport_ratio),
 and the first move's direction. The bar (issue 5): colour_match >= 0.9 and jump_ratio <= 1.5.
 Prompts vary colour, shape, direction and background (benchmarks/ablation.py's spread); seeded,
 so a weights folder always gives the same table on one machine.
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stt2v_ray.config import RunSettings, deep_merge, parse_override  # noqa: E402
 from stt2v_ray.metrics.adherence import prompt_adherence  # noqa: E402
 from stt2v_ray.metrics.seams import seam_stats, seam_transitions  # noqa: E402
+from stt2v_ray.metrics.teleport import teleport_stats  # noqa: E402
 from stt2v_ray.metrics.track import track_object  # noqa: E402
 from stt2v_ray.models.blocks.job import GenerationJob  # noqa: E402
 from stt2v_ray.models.toy import toy  # noqa: E402
@@ -42,6 +44,9 @@ def measure(frames: torch.Tensor, prompt, chunk: int, cond: int) -> dict:
     row = prompt_adherence(frames, prompt, track)
     stats = seam_stats(frames, seam_transitions(frames.shape[0], 1, chunk, cond), centres=track.centres)
     row.update(seam_jump=stats["seam_jump_mean"], inside_step=stats["inside_step_mean"], jump_ratio=stats["jump_ratio"])
+    # Every transition, not only seams (issue 20's goal: teleport_ratio <= 2); reported, not part of the bar.
+    tele = teleport_stats(track)
+    row.update(teleport_ratio=tele["teleport_ratio"], teleports=tele["teleports"])
     row["passes"] = bool(row["colour_match"] >= BAR_COLOUR and row["jump_ratio"] <= BAR_JUMP)
     return row
 
@@ -71,7 +76,8 @@ def main() -> int:
         r = rows[-1]
         print(f"{i + 1}/{args.prompts} ({time.time() - started:.0f} s) colour {r['colour_match']:.2f} "
               f"jump {r['jump_ratio']:.2f} found {r['object_found']:.2f}: {p.text}", file=sys.stderr, flush=True)
-    cols = ("colour_match", "object_found", "shape_match", "background_match", "seam_jump", "inside_step", "jump_ratio")
+    cols = ("colour_match", "object_found", "shape_match", "background_match", "seam_jump", "inside_step", "jump_ratio",
+            "teleport_ratio", "teleports")
     print("| prompt | " + " | ".join(cols) + " | direction | passes |")
     print("|" + "---|" * (len(cols) + 3))
     for r in rows:

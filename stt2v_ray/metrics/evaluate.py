@@ -5,7 +5,8 @@
    prompt column); if the input is gone, prompts are unknown and t2v is assumed.
 3. Per ok video: decode, then MAWE, scene cuts, seam statistics at the base chunk borders
    (from the run's settings), appearance drift against the anchor frame and, when the
-   prompt parses in the toy grammar, object-jump statistics and prompt adherence.
+   prompt parses in the toy grammar, object-jump statistics, teleports (every transition)
+   and prompt adherence.
 4. Write metrics.parquet atomically and return it.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from stt2v_ray.metrics.flow import consecutive_flows
 from stt2v_ray.metrics.mawe import mawe, mawe_paper
 from stt2v_ray.metrics.scenecuts import scene_cuts
 from stt2v_ray.metrics.seams import SEAM_COLUMNS, seam_stats, seam_transitions
+from stt2v_ray.metrics.teleport import TELEPORT_COLUMNS, teleport_stats
 from stt2v_ray.metrics.track import track_object
 from stt2v_ray.storage import atomic_output, filesystem, join_uri, storage_options_for
 
@@ -35,12 +37,14 @@ METRICS_SCHEMA = pa.schema(
      ("mawe", pa.float64()), ("mawe_paper", pa.float64()), ("scene_cuts", pa.int64())]
     + [(c, pa.float64()) for c in SEAM_COLUMNS + DRIFT_COLUMNS]
     + [(c, pa.string() if c == "direction" else pa.float64()) for c in ADHERENCE_COLUMNS]
+    + [(c, pa.float64()) for c in TELEPORT_COLUMNS]
     + [("seconds", pa.float64())]
 )
 METRICS_COLUMNS = tuple(METRICS_SCHEMA.names)
 # What the printed table shows (the parquet file has everything).
 SUMMARY_COLUMNS = ("id", "num_frames", "mawe", "scene_cuts", "seam_flow_std", "inside_flow_std", "seam_jump_mean",
-                   "inside_step_mean", "drift_last", "colour_match", "shape_match", "direction_match")
+                   "inside_step_mean", "teleport_ratio", "drift_last", "colour_match", "shape_match",
+                   "direction_match")
 
 
 def evaluate_video(frames: Tensor, prompt: str | None, factor: int, chunk_frames: int, cond_frames: int,
@@ -60,6 +64,7 @@ def evaluate_video(frames: Tensor, prompt: str | None, factor: int, chunk_frames
     row.update(appearance_drift(frames, min(anchor_frame * factor, n - 1)))
     if toy is not None:
         row.update(prompt_adherence(frames, toy, track))
+        row.update(teleport_stats(track))
     return row
 
 

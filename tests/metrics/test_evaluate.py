@@ -40,6 +40,7 @@ def test_render_evaluate_then_evaluate_write_one_row_per_ok_video(tmp_path: Path
     assert toy["mawe"] > 0 and toy["scene_cuts"] >= 0 and toy["drift_last"] >= 0
     for column in ("colour_match", "shape_match", "background_match", "direction_match", "object_found"):
         assert 0 <= toy[column] <= 1
+    assert toy["teleport_ratio"] >= 1 and toy["teleports"] >= 0 and other["teleport_ratio"] is None
     # 13 frames = 7 base frames: one chunk, no seam; no toy prompt: no adherence.
     assert other["seam_flow_mean"] is None and other["colour_match"] is None and other["seam_jump_mean"] is None
     assert other["inside_flow_mean"] is not None and not math.isnan(other["mawe"])
@@ -50,8 +51,8 @@ def test_render_evaluate_then_evaluate_write_one_row_per_ok_video(tmp_path: Path
     assert again.equals(table.drop(["seconds"]))
     text = capsys.readouterr().out
     assert text.splitlines()[0].split() == ["id", "num_frames", "mawe", "scene_cuts", "seam_flow_std",
-                                            "inside_flow_std", "seam_jump_mean", "inside_step_mean", "drift_last",
-                                            "colour_match", "shape_match", "direction_match"]
+                                            "inside_flow_std", "seam_jump_mean", "inside_step_mean", "teleport_ratio",
+                                            "drift_last", "colour_match", "shape_match", "direction_match"]
     assert format_table(table).splitlines()[2].split()[:2] == ["other", "13"]
 
 
