@@ -60,15 +60,20 @@ CONFIGS = {
                   "ray.interpolate.actors=2", "ray.write.actors=2",
                   "ray.interpolate.num_cpus=0.5", "ray.write.num_cpus=0.5",
                   "ray.base.num_gpus=1", "ray.base.num_cpus=0", "ray.enhance.num_gpus=1", "ray.enhance.num_cpus=0"],
-    # three shards, two gangs (six enhancer actors on fractional GPUs)
-    "S3-gangs2": ["ray.enhance_shards=3", "ray.enhance.actors=6", "ray.enhance.num_gpus=0.5",
-                  "ray.enhance.num_cpus=0", "ray.base.num_gpus=1", "ray.base.num_cpus=0"],
+    # three shards, two gangs (six enhancer actors on fractional GPUs), every other pool of two:
+    # both videos at once, each on its own base actor, gang and CPU actors
+    "S3-gangs2-pools2": ["ray.enhance_shards=3", "ray.enhance.actors=6", "ray.enhance.num_gpus=0.5",
+                         "ray.enhance.num_cpus=0", "ray.base.actors=2", "ray.base.num_gpus=0.5", "ray.base.num_cpus=0",
+                         "ray.interpolate.actors=2", "ray.write.actors=2",
+                         "ray.interpolate.num_cpus=0.5", "ray.write.num_cpus=0.5"],
 }
+# In `make test` (CI time): S3-gangs2-pools2, the richest layout. Nightly (`make test-all`) also
+# S1-pools1, which every actor fault case of tests/faults renders and compares with the local
+# reference too, and S2-pools2.
+NIGHTLY = ("S1-pools1", "S2-pools2")
 
 
-# S1-pools1 (one actor per pool, one shard) is what every actor fault case of tests/faults renders and
-# compares with the local reference too: it runs nightly (`make test-all`); the other two run in `make test`.
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "S1-pools1" else n for n in CONFIGS])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in NIGHTLY else n for n in CONFIGS])
 def test_ray_equals_local_bitwise(cluster, manifest, reference, tmp_path, name):
     out = tmp_path / "out"
     code = main(["render", str(manifest), "--output", str(out), "--quiet"] + sets("executor=ray", *CONFIGS[name]))
