@@ -75,3 +75,25 @@ def test_auto_shards_equal_fixed_shards(cluster, tmp_path):
     # 45 frames -> 23 base frames -> 4 enhancer chunks -> 2 shards of 2 chunks (the third actor stays free).
     workers = {r["worker"] for r in timeline if r["stage"] == "enhance" and "step" in r["unit"]}
     assert len(workers) == 2, workers
+
+
+def test_attempt_forgets_finished_refs_also_when_tracked_twice(cluster):
+    """get() tracks refs that were tracked already; ray.wait refuses duplicates, and a prune that
+    failed that way used to keep every finished piece of a sharded video pinned until it ended."""
+    import ray
+
+    from stt2v_ray.runtime.faults import Attempt
+
+    @ray.remote(num_cpus=0)
+    def slow():
+        import time
+
+        time.sleep(30)
+
+    attempt = Attempt(1, timeout=60)
+    running = attempt.track(slow.remote())  # still running: must stay tracked, to cancel it
+    for _ in range(100):
+        ref = attempt.track(ray.put(b"x" * 200_000))  # a piece in the object store
+        attempt.get(ref)  # tracked a second time
+    assert running in attempt.refs and len(attempt.refs) < 16, len(attempt.refs)
+    attempt.cancel()
