@@ -6,7 +6,7 @@ The model follows what the executor does, per video:
 2. takes a base actor once a gang can follow (Pool.ahead): a gang is free, or fewer than
    `base_lookahead` earlier videos still wait for theirs; starts its base stream;
 3. takes a gang no earlier than the base frames of its first enhancer chunk (S = 1) or of its
-   first segment (S > 1) exist;
+   first segment (S > 1) exist, or `max_chunks_in_flight` base pieces wait for it;
 4. S = 1: the gang streams the wavefront as base pieces arrive. The feed is bounded (about
    `buffer_chunks` enhancer chunks ahead), so the base actor is held until the wavefront has
    pulled all but the last few chunks: for a slow enhancer that is nearly its whole run.
@@ -97,7 +97,8 @@ def _sharded_end(v: VideoCost, segments: list[tuple[int, int]], ready: list[floa
 
 
 def predict(videos: list[VideoCost], layout: Layout, costs: CostModel, in_flight: int = 0,
-            order: str = "fifo", buffer_chunks: float = 4.0, base_lookahead: int = 1) -> Prediction:
+            order: str = "fifo", buffer_chunks: float = 4.0, base_lookahead: int = 1,
+            max_chunks_in_flight: int = 4) -> Prediction:
     """Predicted makespan (simulated seconds) of `videos` on `layout`; see the module docstring."""
     if order == "longest-first":
         videos = sorted(videos, key=lambda v: -v.gpu_s)
@@ -128,7 +129,10 @@ def predict(videos: list[VideoCost], layout: Layout, costs: CostModel, in_flight
             segments = split_segments(v.enhance_chunks, layout.shards)
             ready = [base_start + _base_time_for(v, costs.video_fixed_s, k1) for _, k1 in segments]
             tg, gi, gl = heapq.heappop(gangs)
-            tg = max(tg, ready[0] if len(segments) > 1 else base_start + _base_time_for(v, costs.video_fixed_s, 1))
+            first = ready[0] if len(segments) > 1 else base_start + _base_time_for(v, costs.video_fixed_s, 1)
+            # ... or once max_chunks_in_flight base pieces wait for it (the store's bound)
+            chunk_s = (v.base_s - costs.video_fixed_s) / max(1, v.base_chunks)
+            tg = max(tg, min(first, base_start + costs.video_fixed_s + max_chunks_in_flight * chunk_s))
             gang_taken.append(tg)
             enh_start = tg + (0.0 if gl else costs.load_s)
             if len(segments) == 1:

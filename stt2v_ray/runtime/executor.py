@@ -326,8 +326,9 @@ class RayExecutor:
             out_hw, gang = base_hw, None
             if enhance:
                 # The gang no earlier than its first chunk can start: when the base frames of enhancer
-                # chunk 0 (S = 1) or of segment 0 (S > 1) exist; the base runs on meanwhile.
-                pieces = _prefetch(pieces, self._first_frames(budget.enhance))
+                # chunk 0 (S = 1) or of segment 0 (S > 1) exist, or max_chunks_in_flight base pieces wait
+                # for it (then backpressure pauses the base); the base runs on meanwhile.
+                pieces = _prefetch(pieces, self._first_frames(budget.enhance), s.max_chunks_in_flight)
                 gang = self._take_gang(attempt, budget.enhance.num_chunks)
                 turn.done()
                 out_hw = attempt.get(gang[0].output_size.remote(base_hw))
@@ -399,15 +400,22 @@ def _positioned(refs, plan, total: int):
         start += n
 
 
-def _prefetch(pieces, frames: int):
-    """Take pieces until they cover `frames` base frames (or the stream ends) -> all pieces again, in order."""
-    head, covered = [], 0
+def _prefetch(pieces, frames: int, max_pieces: int):
+    """Take pieces until they cover `frames` base frames, or `max_pieces` are held (the object
+    store's bound: a long video's first segment would otherwise wait there whole for its gang),
+    or the stream ends -> all pieces again, in order."""
+    head, covered = collections.deque(), 0
     for piece in pieces:
         head.append(piece)
         covered += piece[1]
-        if covered >= frames:
+        if covered >= frames or len(head) >= max_pieces:
             break
-    return itertools.chain(head, pieces)
+
+    def drain():  # popped, not iterated: a list would keep every piece's ref alive until the video ends
+        while head:
+            yield head.popleft()
+
+    return itertools.chain(drain(), pieces)
 
 
 def _counted(refs, vp, stage: str, unit: str):

@@ -110,6 +110,7 @@ def enhance_sharded(attempt, actors, request, base_hw, num_chunks: int, pieces, 
                     if missing[j] > 0:
                         continue
                     args = (None, None, *fed[j])
+                    fed[j] = []  # the step holds them now: the driver's refs stay bounded with the length
                 else:
                     if (j > 0 and len(steps[j - 1]) < i) or (j + 1 < len(actors) and len(steps[j + 1]) < i):
                         continue
@@ -127,6 +128,8 @@ def enhance_sharded(attempt, actors, request, base_hw, num_chunks: int, pieces, 
             if inside:
                 fed[j].append(attempt.track(a.feed_segment.remote(vid, start, ref)))
                 missing[j] -= inside
+                if len(fed[j]) > 2 * max_in_flight:  # finished feeds need no ordering: keep the refs bounded
+                    fed[j] = _unfinished(attempt, fed[j])
         advance()
     release_base()
     missing = [0] * len(actors)  # whatever is still missing, step 0 itself reports it
@@ -139,3 +142,10 @@ def enhance_sharded(attempt, actors, request, base_hw, num_chunks: int, pieces, 
     for j, gen in enumerate(outs):  # segments in order; later ones wait (backpressure) while earlier ones drain
         for ref in attempt.iterate(gen, f"{vid}: enhancer shard {j}"):
             sink.put(ref)
+
+
+def _unfinished(attempt, refs: list) -> list:
+    """The refs whose tasks still run; a finished one that failed raises here (its error, at once)."""
+    done, pending = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+    attempt.get(done)
+    return pending

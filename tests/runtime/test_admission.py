@@ -72,8 +72,12 @@ def test_prefetch_takes_just_enough_and_keeps_order():
             pulled.append(k)
             yield 4 * k, 4, f"ref{k}"
 
-    out = _prefetch(pieces(), 10)
+    out = _prefetch(pieces(), 10, max_pieces=4)
     assert pulled == [0, 1, 2]  # 12 frames >= 10
+    assert [r for _, _, r in out] == [f"ref{k}" for k in range(6)]
+    pulled.clear()
+    out = _prefetch(pieces(), 100, max_pieces=2)  # the bound on pieces held comes first
+    assert pulled == [0, 1]
     assert [r for _, _, r in out] == [f"ref{k}" for k in range(6)]
 
 
