@@ -1,19 +1,15 @@
 """Capacity planning: a list-scheduling model of the Ray executor (runtime/executor.py) on the
 cost model, the pool layout for N GPUs, and the smallest N meeting a deadline. Pure.
 
-The model follows what the executor does, per video:
+The model follows what the executor does on this branch, per video:
 1. admitted in input order (or longest first) while fewer than `in_flight` are in flight;
-2. takes a base actor once a gang can follow (Pool.ahead): a gang is free, or fewer than
-   `base_lookahead` earlier videos still wait for theirs; starts its base stream;
-3. takes a gang no earlier than the base frames of its first enhancer chunk (S = 1) or of its
-   first segment (S > 1) exist, or `max_chunks_in_flight` base pieces wait for it;
-4. S = 1: the gang streams the wavefront as base pieces arrive. The feed is bounded (about
+2. takes the free base actor that frees first, starts its base stream; then takes a gang;
+3. S = 1: the gang streams the wavefront as base pieces arrive. The feed is bounded (about
    `buffer_chunks` enhancer chunks ahead), so the base actor is held until the wavefront has
    pulled all but the last few chunks: for a slow enhancer that is nearly its whole run.
-   S > 1: the base runs freely (the driver feeds the shards as pieces arrive); shard j's step 0
-   waits for its own segment's base frames, step i for its neighbours' step i-1 (a wavefront
-   over the shards); each shard then decodes its segment;
-5. the gang is held until the video is written; the base is freed when its last chunk is fed.
+   S > 1: the base runs at most `max_chunks_in_flight` chunks ahead of a gang; step 0 waits
+   for every base frame; then the largest segment's chunk-steps and decode.
+4. the gang is held until the video is written; the base is freed when its last chunk is fed.
 Each actor pays `load_s` the first time it is used. CPU stages are not modelled as a limit:
 their load is reported (`cpu_busy`) so a layout that would throttle the GPUs shows.
 """
@@ -24,7 +20,6 @@ import heapq
 import math
 from dataclasses import dataclass, field, replace
 
-from stt2v_ray.plan.chunks import split_segments
 from stt2v_ray.plan.costs import CostModel, VideoCost
 
 
@@ -77,28 +72,8 @@ def _wavefront_pull_times(v: VideoCost) -> list[float]:
     return out
 
 
-def _base_time_for(v: VideoCost, fixed_s: float, enhancer_chunks: int) -> float:
-    """Seconds into the base stream until the base frames of the first `enhancer_chunks` exist."""
-    if not v.enhance_chunks:
-        return v.base_s
-    base_chunks = math.ceil(v.base_chunks * enhancer_chunks / v.enhance_chunks)
-    return fixed_s + (v.base_s - fixed_s) * min(1.0, base_chunks / max(1, v.base_chunks))
-
-
-def _sharded_end(v: VideoCost, segments: list[tuple[int, int]], ready: list[float], start: float) -> float:
-    """When the last shard has decoded its segment: step i of shard j after its own step i-1 and its
-    neighbours' (their borders), step 0 after its segment's base frames."""
-    c, per_decode = v.enhance_chunk_step_s, v.decode_s / v.enhance_chunks
-    seg = [k1 - k0 for k0, k1 in segments]
-    done = [max(start, r) + n * c for r, n in zip(ready, seg, strict=True)]  # step 0: its own frames only
-    for _ in range(1, v.enhance_steps):
-        done = [max(done[max(0, j - 1): j + 2]) + n * c for j, n in enumerate(seg)]
-    return max(d + n * per_decode for d, n in zip(done, seg, strict=True))
-
-
 def predict(videos: list[VideoCost], layout: Layout, costs: CostModel, in_flight: int = 0,
-            order: str = "fifo", buffer_chunks: float = 4.0, base_lookahead: int = 1,
-            max_chunks_in_flight: int = 4) -> Prediction:
+            order: str = "fifo", max_chunks_in_flight: int = 4, buffer_chunks: float = 4.0) -> Prediction:
     """Predicted makespan (simulated seconds) of `videos` on `layout`; see the module docstring."""
     if order == "longest-first":
         videos = sorted(videos, key=lambda v: -v.gpu_s)
@@ -108,7 +83,6 @@ def predict(videos: list[VideoCost], layout: Layout, costs: CostModel, in_flight
     heapq.heapify(bases)
     heapq.heapify(gangs)
     running: list[float] = []  # end times of the videos in flight
-    gang_taken: list[float] = []  # when each enhanced video so far took its gang
     ends, work = [], 0.0
     for v in videos:
         t_admit = 0.0
@@ -116,26 +90,13 @@ def predict(videos: list[VideoCost], layout: Layout, costs: CostModel, in_flight
             t_admit = heapq.heappop(running)
         tb, bi, bl = heapq.heappop(bases)
         tb = max(tb, t_admit)
-        if v.enhance_chunks:
-            # Pool.ahead: a gang is free, or fewer than base_lookahead earlier videos wait for one.
-            turn = gangs[0][0]
-            if base_lookahead and len(gang_taken) >= base_lookahead:
-                turn = min(turn, gang_taken[-base_lookahead])
-            elif base_lookahead:
-                turn = 0.0
-            tb = max(tb, turn)
         base_start = tb + (0.0 if bl else costs.load_s)
+        chunk_s = (v.base_s - costs.video_fixed_s) / max(1, v.base_chunks)
         if v.enhance_chunks:
-            segments = split_segments(v.enhance_chunks, layout.shards)
-            ready = [base_start + _base_time_for(v, costs.video_fixed_s, k1) for _, k1 in segments]
             tg, gi, gl = heapq.heappop(gangs)
-            first = ready[0] if len(segments) > 1 else base_start + _base_time_for(v, costs.video_fixed_s, 1)
-            # ... or once max_chunks_in_flight base pieces wait for it (the store's bound)
-            chunk_s = (v.base_s - costs.video_fixed_s) / max(1, v.base_chunks)
-            tg = max(tg, min(first, base_start + costs.video_fixed_s + max_chunks_in_flight * chunk_s))
-            gang_taken.append(tg)
+            tg = max(tg, tb)
             enh_start = tg + (0.0 if gl else costs.load_s)
-            if len(segments) == 1:
+            if layout.shards == 1:
                 pulls = _wavefront_pull_times(v)
                 wave = pulls[-1] if pulls else 0.0
                 # Base-limited: the wavefront's step 0 of chunk k never precedes the base frames of chunk k.
@@ -144,8 +105,9 @@ def predict(videos: list[VideoCost], layout: Layout, costs: CostModel, in_flight
                 hold = max(0, int(len(pulls) - 1 - buffer_chunks))
                 base_free = max(base_start + v.base_s, enh_start + lag + (pulls[hold] if pulls else 0.0))
             else:
-                base_free = base_start + v.base_s
-                end = _sharded_end(v, segments, ready, enh_start)
+                ahead = min(max_chunks_in_flight, v.base_chunks) * chunk_s
+                base_free = max(base_start + v.base_s, enh_start + v.base_s - ahead)
+                end = max(base_free, enh_start) + v.enhance_critical_s(layout.shards)
             end += v.encode_s / max(1, v.num_frames) * 16  # the last piece's encoding
             heapq.heappush(gangs, (end, gi, True))
         else:

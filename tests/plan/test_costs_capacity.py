@@ -84,20 +84,3 @@ def test_plan_cli(tmp_path, capsys):
     lay = plan["layout"]
     assert plan["gpus"] <= 8 and plan["kuberay_replicas"]["enhance"] == lay["enhancer_gangs"] * lay["shards"]
     assert main(["plan", str(tmp_path / "m.yaml"), "--gpus", "8", "--deadline", "soon"]) == 2
-
-
-def test_sharded_wavefront_starts_each_shard_on_its_own_frames():
-    """S = 2 model: shard 0 denoises while the base still makes segment 1; step i waits for both
-    neighbours' step i-1; each shard decodes its own segment at the end."""
-    from stt2v_ray.plan.capacity import _sharded_end
-    from stt2v_ray.plan.costs import VideoCost
-
-    v = VideoCost(num_frames=100, base_chunks=4, base_s=10.0, enhance_chunks=4, enhance_steps=3,
-                  enhance_chunk_step_s=1.0, decode_s=4.0, interpolate_s=0.0, encode_s=0.0)
-    # Segment 0 ready at 5 s, segment 1 at 10 s. Shard 0: step 0 5->7; step 1 needs shard 1's
-    # step 0 (10->12): 12->14; step 2: both at 14 -> 16; decode 2 chunks x 1 s -> 18.
-    assert _sharded_end(v, [(0, 2), (2, 4)], [5.0, 10.0], start=0.0) == 18.0
-    # One shard that could start at 0 only gains until it needs its neighbour.
-    assert _sharded_end(v, [(0, 2), (2, 4)], [0.0, 10.0], start=0.0) == 18.0
-    # A late gang moves everything: all ready, the gang starts at 20.
-    assert _sharded_end(v, [(0, 2), (2, 4)], [5.0, 10.0], start=20.0) == 20.0 + 3 * 2 + 2
