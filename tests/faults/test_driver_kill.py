@@ -70,7 +70,9 @@ def _interrupt(tmp_path, sig, grace: str):
     out, log = tmp_path / "out", tmp_path / "run.log"
     proc = start_driver(manifest, out, *sets("executor=local", f"shutdown.grace_s={grace}"), log=log)
     try:
-        wait_for(lambda: (out / "records" / "a.json").exists(), proc, 240, log)
+        # a recorded and b in flight (its first base chunk saved): a signal between two videos
+        # would find nothing in flight, and the cases below expect b to be
+        wait_for(lambda: (out / "records" / "a.json").exists() and bool(saved_chunks(out, "b")), proc, 240, log)
         proc.send_signal(sig)
         rc = proc.wait(timeout=240)
     finally:
