@@ -36,6 +36,7 @@ def teleport_stats(track: Track, limit: float = 2.0, min_step: float = 0.5) -> d
     steps = object_steps(track)
     if steps.numel() == 0:
         return {"step_median": math.nan, "step_max": math.nan, "teleport_ratio": math.nan, "teleports": math.nan}
-    median = max(float(steps.median()), min_step)
-    return {"step_median": float(steps.median()), "step_max": float(steps.max()),
-            "teleport_ratio": float(steps.max()) / median, "teleports": float((steps > limit * median).sum())}
+    median, largest = float(steps.median()), float(steps.max())
+    floor = max(median, min_step)
+    return {"step_median": median, "step_max": largest, "teleport_ratio": largest / floor,
+            "teleports": float((steps > limit * floor).sum())}
